@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// portcullis CLI: argument parsing only; the work lives in src/config and src/server.
+import cluster from 'node:cluster';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PolicyError } from '../config/errors.ts';
+import { explain } from './explain.ts';
+import { validate } from './validate.ts';
+
+const USAGE = `usage:
+  portcullis start [--config FILE] [--demo-upstream [ADDRESS]]
+                                      run the gateway (FILE defaults to $PORTCULLIS_CONFIG or config/portcullis.yaml)
+  portcullis validate FILE [--production]
+                                      check a policy; --production also applies the production checklist
+  portcullis explain FILE [METHOD URL]
+                                      show the compiled routes, or the route and filter chain one request takes
+`;
+
+function fail(message: string): never {
+  process.stderr.write(message.endsWith('\n') ? message : message + '\n');
+  process.exit(1);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const { values } = parseArgs({
+        args: normalizeOptionalValue(rest, '--demo-upstream', '127.0.0.1:3000'),
+        options: { config: { type: 'string', short: 'c' }, 'demo-upstream': { type: 'string' } },
+        strict: true,
+      });
+      const file = values.config ?? process.env.PORTCULLIS_CONFIG ?? 'config/portcullis.yaml';
+      if (values['demo-upstream'] !== undefined && cluster.isPrimary) {
+        const { startDemoUpstream } = await import('../server/demo-upstream.ts');
+        await startDemoUpstream(values['demo-upstream']);
+        process.stdout.write(`portcullis demo upstream on http://${values['demo-upstream']}\n`);
+      }
+      const { start } = await import('../server/run.ts');
+      await start({ configFile: resolve(file) });
+      return;
+    }
+    case 'validate': {
+      const { values, positionals } = parseArgs({ args: rest, options: { production: { type: 'boolean' } }, allowPositionals: true, strict: true });
+      if (positionals.length !== 1) fail(USAGE);
+      const result = validate(positionals[0]!, values.production === true);
+      process.stdout.write(result.output);
+      process.exit(result.ok ? 0 : 1);
+      return;
+    }
+    case 'explain': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
+      if (positionals.length !== 1 && positionals.length !== 3) fail(USAGE);
+      const out = await explain(positionals[0]!, positionals[1], positionals[2]);
+      process.stdout.write(out);
+      return;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      fail(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+/** `--demo-upstream` may stand alone (default address) or take a value. */
+function normalizeOptionalValue(args: string[], flag: string, fallback: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    out.push(args[i]!);
+    if (args[i] === flag && (i + 1 >= args.length || args[i + 1]!.startsWith('-'))) out.push(fallback);
+  }
+  return out;
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof PolicyError) fail(err.message);
+  if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) fail(`${err.message}\n\n${USAGE}`);
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'EADDRINUSE' || e?.code === 'EACCES') fail(`cannot listen: ${e.message}`);
+  fail(`portcullis: ${err instanceof Error ? err.message : String(err)}`);
+});

@@ -1,0 +1,354 @@
+// Policy schema (core keys + every filter module's keys) and the compiler: a validated policy in, an
+// immutable CompiledPolicy out (route table, per-route filter chains, upstream pools). Nothing on the
+// request path reads the policy itself.
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { filterModules } from '../filters/index.ts';
+import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
+import type { Telemetry } from '../observability/telemetry.ts';
+import { CidrSet } from '../proxy/cidr.ts';
+import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
+import { Router } from '../proxy/router.ts';
+import { PolicyError, type PolicyProblem } from './errors.ts';
+import { loadPolicySource, parsePolicySource, type LoadedSource } from './load.ts';
+import {
+  array, boolean, cidr, dispatch, duration, integer, nearest, object, oneOf, optional, record, size, string, withDefault,
+  type Infer, type Issue, type Path, type Schema,
+} from './schema.ts';
+
+const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/;
+const NAME = /^[A-Za-z0-9_.-]+$/;
+const METHOD = /^[A-Z]+$/;
+
+export const listenerSchema = object({
+  name: optional(string({ pattern: NAME, patternName: 'name', description: 'Name used in logs.' })),
+  address: string({ pattern: ADDRESS, patternName: 'address (host:port)', description: 'Address to listen on, e.g. 0.0.0.0:8443 or [::]:8443.' }),
+  tls: optional(object({
+    cert: string({ description: 'PEM certificate chain file; re-read when it changes.' }),
+    key: string({ description: 'PEM private key file; re-read when it changes.' }),
+  }, { description: 'Terminate TLS here; ALPN offers h2 and http/1.1.' })),
+  http2: withDefault(boolean({ description: 'Offer HTTP/2 by ALPN on a TLS listener.' }), true),
+  redirect_to_https: withDefault(boolean({ description: 'Answer every request with a redirect to https (no routing, no forwarding).' }), false),
+  https_port: withDefault(integer({ min: 1, max: 65535, description: 'Port used in redirect targets.' }), 443),
+});
+
+const limitsSchema = object({
+  max_header_size: withDefault(size({ description: 'Largest request head (request line + headers); larger gets 431.' }), 16 * 1024),
+  max_headers: withDefault(integer({ min: 8, max: 1000, description: 'Most header lines a request may carry; more gets 431.' }), 100),
+  header_timeout: withDefault(duration({ min: 100, description: 'Time a client has to send the whole request head.' }), 10_000),
+  request_timeout: withDefault(duration({ min: 100, description: 'Time a client has to send the whole request (head + body).' }), 300_000),
+  keep_alive_timeout: withDefault(duration({ description: 'Idle time before a client keep-alive connection is closed.' }), 5_000),
+  max_connections: withDefault(integer({ min: 1, description: 'Client connections per listener per process.' }), 10_000),
+  max_body_size: withDefault(size({ description: 'Default request body limit for every route (413 above it).' }), 10 * 1024 * 1024),
+  shutdown_grace: withDefault(duration({ description: 'On SIGTERM, time in-flight requests get to finish.' }), 30_000),
+});
+
+const logSchema = object({
+  level: withDefault(oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { description: 'Error-log level; LOG_LEVEL overrides it.' }), 'info'),
+  access: withDefault(string({ description: 'Access log: stdout, stderr, off, or a file path.' }), 'stdout'),
+  audit: withDefault(string({ description: 'Audit log: stdout, stderr, off, or a file path.' }), 'stderr'),
+  error: withDefault(string({ description: 'Error log: stdout, stderr, off, or a file path.' }), 'stderr'),
+});
+
+const matchSchema = object(
+  {
+    host: optional(array(string({ pattern: /^(\*\.)?[A-Za-z0-9.-]+$/, patternName: 'host name' }), { single: true, description: 'Host names (or *.domain wildcards); any host when absent.' })),
+    path: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Exact path.' })),
+    path_prefix: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Path prefix, segment-aware: /api matches /api and /api/x, never /apiary.' })),
+    methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Methods; all when absent.' })),
+  },
+  {
+    description: 'What requests the route takes. More specific wins: host, then exact path, then longer prefix, then methods.',
+    check(m, path, issues) {
+      if (m.path !== undefined && m.path_prefix !== undefined) issues.push({ path, message: 'give either "path" or "path_prefix", not both' });
+    },
+  },
+);
+
+function routeSchema(): Schema<Record<string, unknown> & CoreRoute> {
+  const fields: Record<string, Schema<unknown>> = {
+    name: optional(string({ pattern: NAME, patternName: 'route name', description: 'Route name used in metrics and logs; derived from the match when absent.' })),
+    match: matchSchema,
+    upstream: optional(string({ description: 'Name of the upstream to forward to.' })),
+    timeout: optional(duration({ description: 'Upstream timeout for this route (overrides the upstream\'s).' })),
+    max_body_size: optional(size({ description: 'Request body limit for this route.' })),
+    websocket: withDefault(boolean({ description: 'Let WebSocket upgrades through (after the route\'s filters).' }), true),
+  };
+  for (const m of filterModules) if (m.routeKey && m.routeSchema) fields[m.routeKey] = optional(m.routeSchema);
+  return object(fields) as unknown as Schema<Record<string, unknown> & CoreRoute>;
+}
+
+interface CoreRoute {
+  name: string | undefined;
+  match: Infer<typeof matchSchema>;
+  upstream: string | undefined;
+  timeout: number | undefined;
+  max_body_size: number | undefined;
+  websocket: boolean;
+}
+
+function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
+  const fields: Record<string, Schema<unknown>> = {
+    version: integer({ min: 1, max: 1, description: 'Policy format version; 1.' }),
+    mode: withDefault(oneOf(['development', 'production'] as const, { description: 'production refuses insecure settings at start.' }), 'development'),
+    listeners: array(listenerSchema, { minItems: 1, description: 'Where the gateway accepts traffic.' }),
+    admin: withDefault(object({ address: withDefault(string({ pattern: ADDRESS, patternName: 'address (host:port)' }), '127.0.0.1:9901') }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }), { address: '127.0.0.1:9901' }),
+    workers: withDefault(
+      dispatch<number | 'auto'>('integer | "auto"', { description: 'Processes sharing the listeners; auto = one per core.' }, (v) =>
+        typeof v === 'number' ? integer({ min: 1, max: 256 }) : oneOf(['auto'] as const)),
+      1,
+    ),
+    trusted_proxies: withDefault(array(cidr(), { description: 'Peers whose X-Forwarded-* and Forwarded headers are believed.' }), []),
+    limits: withDefault(limitsSchema, limitsSchema.parse({}, [], [])!),
+    log: withDefault(logSchema, logSchema.parse({}, [], [])!),
+    upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
+    routes: array(routeSchema(), { description: 'Routes, matched most specific first.' }),
+  };
+  for (const m of filterModules) if (m.globalKey && m.globalSchema) fields[m.globalKey] = m.globalSchema.optional ? m.globalSchema : optional(m.globalSchema);
+  return object(fields) as unknown as Schema<Record<string, unknown> & CorePolicy>;
+}
+
+
+export interface CorePolicy {
+  version: number;
+  mode: 'development' | 'production';
+  listeners: Infer<typeof listenerSchema>[];
+  admin: { address: string };
+  workers: number | 'auto';
+  trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
+  limits: Infer<typeof limitsSchema>;
+  log: Infer<typeof logSchema>;
+  upstreams: Record<string, Infer<typeof upstreamSchema>>;
+  routes: (Record<string, unknown> & CoreRoute)[];
+}
+
+export type Listener = Infer<typeof listenerSchema>;
+export type Limits = Infer<typeof limitsSchema>;
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly index: number;
+  readonly upstream: Upstream | null;
+  readonly timeoutMs: number | null;
+  readonly maxBodySize: number;
+  readonly websocket: boolean;
+  /** Request hooks in chain order, null when none (checked once per request). */
+  readonly request: readonly RequestHook[] | null;
+  readonly requestNames: readonly string[];
+  readonly response: readonly ResponseHook[] | null;
+  readonly filters: readonly CompiledFilter[];
+  readonly matchDescription: string;
+}
+
+export interface CompiledPolicy {
+  readonly file: string;
+  readonly hash: string;
+  readonly mode: 'development' | 'production';
+  readonly policy: Readonly<CorePolicy>;
+  readonly written: unknown;
+  readonly source: LoadedSource;
+  readonly listeners: readonly Listener[];
+  readonly admin: { address: string };
+  readonly workers: number;
+  readonly limits: Limits;
+  readonly trustedProxies: CidrSet;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly router: Router<CompiledRoute>;
+  readonly routes: readonly CompiledRoute[];
+  readonly globalRequest: readonly RequestHook[] | null;
+  readonly globalNames: readonly string[];
+  readonly globalFilters: readonly CompiledFilter[];
+  /** Resolves when every resource the policy needs is ready (first JWKS fetch...). */
+  readonly ready: Promise<void>;
+  /** Checks `/readyz` runs, by name (true, or the reason it is not ready). */
+  readonly readiness: ReadonlyMap<string, () => true | string>;
+  close(): Promise<void>;
+}
+
+let cachedSchema: Schema<Record<string, unknown> & CorePolicy> | null = null;
+export function getPolicySchema(): Schema<Record<string, unknown> & CorePolicy> {
+  cachedSchema ??= policySchema();
+  return cachedSchema;
+}
+
+export function routeDisplayName(route: CoreRoute): string {
+  const m = route.match;
+  const host = m.host?.length ? `${m.host.join(',')}` : '';
+  const path = m.path ?? (m.path_prefix ? `${m.path_prefix.replace(/\/$/, '')}/*` : '/*');
+  const methods = m.methods?.length ? `${m.methods.join(',')} ` : '';
+  return `${methods}${host}${path}`;
+}
+
+export interface CompileOptions {
+  telemetry: Telemetry;
+  /** Refuse the production checklist's problems even in development mode (`validate --production`). */
+  production?: boolean;
+}
+
+export function loadAndCompile(file: string, options: CompileOptions, env: NodeJS.ProcessEnv = process.env): CompiledPolicy {
+  return compilePolicy(loadPolicySource(file, env), options);
+}
+
+export function compileText(text: string, file: string, options: CompileOptions, env: NodeJS.ProcessEnv = process.env): CompiledPolicy {
+  return compilePolicy(parsePolicySource(text, file, env), options);
+}
+
+export function compilePolicy(source: LoadedSource, options: CompileOptions): CompiledPolicy {
+  const issues: Issue[] = [];
+  const policy = getPolicySchema().parse(source.value, [], issues);
+  const fail = () => {
+    const problems: PolicyProblem[] = issues.map((i) => source.problem(i));
+    problems.sort((a, b) => a.line - b.line || a.column - b.column);
+    return new PolicyError(problems.map((p) => ({ ...p, message: source.secrets.mask(p.message) })));
+  };
+  if (!policy || issues.length) throw fail();
+
+  const closers: (() => void | Promise<void>)[] = [];
+  const readies: Promise<void>[] = [];
+  const readiness = new Map<string, () => true | string>();
+  const production = policy.mode === 'production' || options.production === true;
+  const env: CompileEnv = {
+    mode: production ? 'production' : 'development',
+    secrets: source.secrets,
+    telemetry: options.telemetry,
+    problem: (path, message, atKey) => issues.push({ path, message, atKey }),
+    onClose: (c) => closers.push(c),
+    onReady: (p) => readies.push(p),
+    readiness: (name, check) => readiness.set(name, check),
+  };
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        options.telemetry.log.warn({ err: String(err) }, 'closing a policy resource failed');
+      }
+    }
+  };
+
+  try {
+    if (production) productionChecks(policy, env);
+
+    const upstreams = new Map<string, Upstream>();
+    for (const [name, cfg] of Object.entries(policy.upstreams)) {
+      const u = new Upstream(name, cfg);
+      upstreams.set(name, u);
+      closers.push(() => u.close());
+    }
+
+    const shared = new Map<string, unknown>();
+    for (const m of filterModules) {
+      const cfg = m.globalKey ? policy[m.globalKey] : undefined;
+      shared.set(m.name, m.setup ? m.setup(cfg, env) : undefined);
+    }
+
+    const globalFilters: CompiledFilter[] = [];
+    for (const m of filterModules) {
+      if (m.stage !== 'global') continue;
+      const f = m.compile({ config: undefined, shared: shared.get(m.name), routeName: '', routePath: [], methods: [] }, env);
+      if (f) globalFilters.push(f);
+    }
+
+    const router = new Router<CompiledRoute>();
+    const routes: CompiledRoute[] = [];
+    const names = new Map<string, number>();
+    policy.routes.forEach((route, index) => {
+      const routePath: Path = ['routes', index];
+      const name = route.name ?? routeDisplayName(route);
+      const prior = names.get(name);
+      if (prior !== undefined) {
+        env.problem(route.name ? [...routePath, 'name'] : [...routePath, 'match'], `duplicate route name "${name}" (also routes[${prior}])`);
+      }
+      names.set(name, index);
+      let upstream: Upstream | null = null;
+      if (route.upstream !== undefined) {
+        upstream = upstreams.get(route.upstream) ?? null;
+        if (!upstream) env.problem([...routePath, 'upstream'], `unknown upstream "${route.upstream}"${hint(route.upstream, upstreams.keys())}`);
+      }
+      const methods = route.match.methods ?? [];
+      const filters: CompiledFilter[] = [];
+      for (const m of filterModules) {
+        if (m.stage !== 'route') continue;
+        const config = m.routeKey ? route[m.routeKey] : undefined;
+        const f = m.compile({ config, shared: shared.get(m.name), routeName: name, routePath, methods }, env);
+        if (f) filters.push(f);
+      }
+      if (route.upstream === undefined && !filters.some((f) => f.onRequest !== null)) {
+        env.problem(routePath, 'route has no "upstream" and no filter that answers it');
+      }
+      const requestFilters = filters.filter((f) => f.onRequest !== null);
+      const responseHooks = filters.map((f) => f.onResponse).filter((h): h is ResponseHook => h !== null);
+      const compiled: CompiledRoute = Object.freeze({
+        name,
+        index,
+        upstream,
+        timeoutMs: route.timeout ?? null,
+        maxBodySize: route.max_body_size ?? policy.limits.max_body_size,
+        websocket: route.websocket,
+        request: requestFilters.length ? requestFilters.map((f) => f.onRequest!) : null,
+        requestNames: requestFilters.map((f) => f.name),
+        response: responseHooks.length ? responseHooks : null,
+        filters,
+        matchDescription: routeDisplayName(route),
+      });
+      routes.push(compiled);
+      const conflict = router.add(
+        { hosts: route.match.host ?? [], path: route.match.path ?? null, pathPrefix: route.match.path_prefix ?? (route.match.path ? null : '/'), methods },
+        compiled,
+        index,
+      );
+      if (conflict) env.problem([...routePath, 'match'], `duplicate route: routes[${conflict.otherIndex}] already matches the same host, path and methods`);
+    });
+
+    if (issues.length) throw fail();
+
+    const workers = policy.workers === 'auto' ? availableParallelism() : policy.workers;
+    const globalRequest = globalFilters.filter((f) => f.onRequest !== null);
+    const compiled: CompiledPolicy = {
+      file: source.file,
+      hash: createHash('sha256').update(JSON.stringify(source.written)).digest('hex').slice(0, 16),
+      mode: policy.mode,
+      policy,
+      written: source.written,
+      source,
+      listeners: policy.listeners,
+      admin: policy.admin,
+      workers,
+      limits: policy.limits,
+      trustedProxies: new CidrSet(policy.trusted_proxies),
+      upstreams,
+      router,
+      routes,
+      globalRequest: globalRequest.length ? globalRequest.map((f) => f.onRequest!) : null,
+      globalNames: globalRequest.map((f) => f.name),
+      globalFilters,
+      ready: Promise.all(readies).then(() => undefined),
+      readiness,
+      close: closeAll,
+    };
+    return compiled;
+  } catch (err) {
+    void closeAll();
+    throw err;
+  }
+}
+
+function hint(word: string, names: Iterable<string>): string {
+  const list = [...names];
+  const near = list.find((n) => n.toLowerCase() === word.toLowerCase()) ?? nearest(word, list);
+  return near ? ` (did you mean "${near}"?)` : list.length ? ` (known: ${list.join(', ')})` : ' (no upstreams are defined)';
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):/;
+
+/** The production checklist of the core; filter modules add theirs in their own compile steps. */
+function productionChecks(policy: CorePolicy, env: CompileEnv): void {
+  policy.listeners.forEach((l, i) => {
+    if (!l.tls && !l.redirect_to_https && policy.trusted_proxies.length === 0) {
+      env.problem(['listeners', i], 'production: a plain-HTTP listener must be redirect_to_https, or sit behind a TLS-terminating proxy listed in trusted_proxies');
+    }
+  });
+  if (!LOOPBACK.test(policy.admin.address)) {
+    env.problem(['admin', 'address'], 'production: the admin listener must be on a loopback address (it has no authentication)');
+  }
+}

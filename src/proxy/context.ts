@@ -1,0 +1,97 @@
+// The one per-request object. Every field is assigned in the constructor (null included) so all contexts
+// share one hidden class; filters write declared fields and never add properties.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { CompiledRoute } from '../config/compile.ts';
+
+/** Headers as sent on: lower-case names, repeated headers as arrays. */
+export type HeaderMap = Record<string, string | string[] | undefined>;
+
+export interface ResponseHead {
+  status: number;
+  headers: HeaderMap;
+}
+
+export interface DenyRecord {
+  filter: string;
+  reason: string;
+}
+
+export class RequestContext {
+  /** Request id (client's valid X-Request-ID or a generated one). */
+  id: string;
+  readonly startTime: number;
+  readonly method: string;
+  /** Normalized path: the one routed and forwarded. */
+  path: string;
+  /** Query string with its `?`, or ''. */
+  query: string;
+  /** Host as addressed by the client, lower-case, without port. */
+  host: string;
+  /** Host header value as sent (with port), forwarded to the upstream. */
+  authority: string;
+  /** Scheme the client used: from the listener, or from a trusted proxy's X-Forwarded-Proto. */
+  scheme: 'http' | 'https';
+  /** Immediate peer address. */
+  readonly peerIp: string;
+  /** Client address: the peer, or the right-most untrusted hop of a trusted proxy's X-Forwarded-For. */
+  clientIp: string;
+  /** True when the peer is in `trusted_proxies`. */
+  peerTrusted: boolean;
+  readonly httpVersion: string;
+  readonly requestHeaders: IncomingHttpHeaders;
+  /** Headers sent to the upstream; filters add or delete entries here. */
+  upstreamHeaders: HeaderMap;
+  /** Headers added to the client's response (allowed or denied) by request-phase filters. */
+  responseHeaders: HeaderMap;
+  route: CompiledRoute | null;
+  /** Status sent to the client, 0 until sent. */
+  status: number;
+  /** Upstream status, 0 when the upstream was not asked or did not answer. */
+  upstreamStatus: number;
+  /** Milliseconds the upstream took to answer with its headers, -1 when not asked. */
+  upstreamDurationMs: number;
+  /** Why the gateway answered itself (deny or failure), null when forwarded. */
+  deny: DenyRecord | null;
+  /** Authenticated subject (JWT `sub`, forward-auth user), null when anonymous. */
+  subject: string | null;
+  /** Verified claims of the request's token, null when none. */
+  claims: Readonly<Record<string, unknown>> | null;
+  /** Audit action name when the route is audited, else null. */
+  audit: string | null;
+  /** Tracing span of the request when tracing is on (observability owns its type). */
+  span: unknown;
+
+  constructor(
+    method: string,
+    httpVersion: string,
+    requestHeaders: IncomingHttpHeaders,
+    peerIp: string,
+    scheme: 'http' | 'https',
+    startTime: number,
+  ) {
+    this.id = '';
+    this.startTime = startTime;
+    this.method = method;
+    this.path = '';
+    this.query = '';
+    this.host = '';
+    this.authority = '';
+    this.scheme = scheme;
+    this.peerIp = peerIp;
+    this.clientIp = peerIp;
+    this.peerTrusted = false;
+    this.httpVersion = httpVersion;
+    this.requestHeaders = requestHeaders;
+    this.upstreamHeaders = {};
+    this.responseHeaders = {};
+    this.route = null;
+    this.status = 0;
+    this.upstreamStatus = 0;
+    this.upstreamDurationMs = -1;
+    this.deny = null;
+    this.subject = null;
+    this.claims = null;
+    this.audit = null;
+    this.span = null;
+  }
+}

@@ -1,0 +1,328 @@
+// The request path: one active compiled policy, read once per request; target normalization; routing;
+// the route's filter chain; forwarding; the gateway's own answers; end-of-request telemetry. A reload
+// swaps `active` and retires the old policy once its in-flight requests are done.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { CompiledPolicy, CompiledRoute } from '../config/compile.ts';
+import { runChain } from '../filters/chain.ts';
+import type { Deny } from '../filters/types.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Telemetry } from '../observability/telemetry.ts';
+import { writeProblem } from '../proxy/answer.ts';
+import { canonicalAddress } from '../proxy/cidr.ts';
+import { RequestContext, type ResponseHead } from '../proxy/context.ts';
+import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
+import { identifyClient, setForwardingHeaders, upstreamHeadersFrom } from '../proxy/headers.ts';
+import { normalizeTarget } from '../proxy/normalize.ts';
+import type { Upstream } from '../proxy/upstream.ts';
+import { proxyUpgrade } from '../proxy/websocket.ts';
+
+const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
+
+export interface RequestObserver {
+  /** Called once per request when its response is finished or the client went away. */
+  onRequestEnd(ctx: RequestContext): void;
+}
+
+interface PolicyUse {
+  inflight: number;
+  retired: boolean;
+}
+
+export class Gateway implements ForwardSink {
+  #active: CompiledPolicy;
+  readonly #uses = new Map<CompiledPolicy, PolicyUse>();
+  readonly telemetry: Telemetry;
+  readonly metrics: Metrics;
+  readonly observers: RequestObserver[] = [];
+  draining = false;
+  #inflight = 0;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(policy: CompiledPolicy, telemetry: Telemetry) {
+    this.#active = policy;
+    this.#uses.set(policy, { inflight: 0, retired: false });
+    this.telemetry = telemetry;
+    this.metrics = telemetry.metrics;
+  }
+
+  get policy(): CompiledPolicy {
+    return this.#active;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Makes `next` the policy of every new request; `previous` closes when its last request ends. */
+  swap(next: CompiledPolicy): void {
+    const previous = this.#active;
+    if (previous === next) return;
+    this.#uses.set(next, { inflight: 0, retired: false });
+    this.#active = next;
+    const use = this.#uses.get(previous);
+    if (use) {
+      use.retired = true;
+      if (use.inflight === 0) this.#retire(previous);
+    }
+  }
+
+  #retire(policy: CompiledPolicy): void {
+    this.#uses.delete(policy);
+    void policy.close();
+  }
+
+  /** Resolves when no request is in flight. */
+  idle(): Promise<void> {
+    if (this.#inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    for (const policy of [...this.#uses.keys()]) await policy.close();
+    this.#uses.clear();
+  }
+
+  /** Entry point for every request of every listener. */
+  handle(req: ClientRequest, res: ClientResponse, scheme: 'http' | 'https', expectContinue: boolean): void {
+    const policy = this.#active;
+    const use = this.#uses.get(policy)!;
+    use.inflight++;
+    this.#inflight++;
+    this.metrics.inflight.inc();
+    const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
+    const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
+    res.once('close', () => this.#end(policy, use, ctx));
+    if (draining(this, res)) res.setHeader('connection', 'close');
+
+    const identity = identifyClient(peer, req.headers, policy.trustedProxies);
+    ctx.clientIp = identity.clientIp;
+    ctx.peerTrusted = identity.trusted;
+    if (identity.proto !== null) ctx.scheme = identity.proto;
+    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+
+    if (policy.globalRequest !== null) {
+      const v = runChain(policy.globalRequest, policy.globalNames, ctx);
+      if (v !== undefined) {
+        if (v instanceof Promise) {
+          v.then(
+            (d) => (d ? this.#deny(ctx, res, d) : this.#route(policy, ctx, req, res, identity.host, expectContinue)),
+            (err) => this.#internalError(ctx, res, err),
+          );
+          return;
+        }
+        this.#deny(ctx, res, v);
+        return;
+      }
+    }
+    this.#route(policy, ctx, req, res, identity.host, expectContinue);
+  }
+
+  #route(policy: CompiledPolicy, ctx: RequestContext, req: ClientRequest, res: ClientResponse, forwardedHost: string | null, expectContinue: boolean): void {
+    const target = normalizeTarget(req.url ?? '/');
+    if (typeof target === 'string') return this.#refuse(ctx, res, 400, target);
+    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
+    if (authority === undefined || !HOST.test(authority)) return this.#refuse(ctx, res, 400, 'invalid_host');
+    const host = hostname(authority);
+    if (target.authority !== null && hostname(target.authority) !== host) return this.#refuse(ctx, res, 400, 'host_mismatch');
+    ctx.path = target.path;
+    ctx.query = target.query;
+    ctx.authority = authority;
+    ctx.host = forwardedHost !== null ? hostname(forwardedHost) : host;
+    const smuggling = req.httpVersionMajor === 1 ? framingProblem(req as IncomingMessage) : null;
+    if (smuggling !== null) {
+      // Where the body ends is unknown: nothing more can be read safely from this connection.
+      (res as ServerResponse).shouldKeepAlive = false;
+      return this.#refuse(ctx, res, 400, smuggling);
+    }
+
+    const route = policy.router.match(ctx.host, ctx.method, ctx.path);
+    if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+    ctx.route = route;
+    const cl = req.headers['content-length'];
+    if (cl !== undefined && Number(cl) > route.maxBodySize) return this.#refuse(ctx, res, 413, 'body_too_large');
+
+    if (route.request !== null) {
+      let v: Deny | undefined | Promise<Deny | undefined>;
+      try {
+        v = runChain(route.request, route.requestNames, ctx);
+      } catch (err) {
+        return this.#internalError(ctx, res, err);
+      }
+      if (v !== undefined) {
+        if (v instanceof Promise) {
+          v.then(
+            (d) => (d ? this.#deny(ctx, res, d) : this.#forward(ctx, route, req, res, expectContinue)),
+            (err) => this.#internalError(ctx, res, err),
+          );
+          return;
+        }
+        return this.#deny(ctx, res, v);
+      }
+    }
+    this.#forward(ctx, route, req, res, expectContinue);
+  }
+
+  #forward(ctx: RequestContext, route: CompiledRoute, req: ClientRequest, res: ClientResponse, expectContinue: boolean): void {
+    if (res.destroyed) return;
+    const upstream = route.upstream;
+    if (upstream === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+    const headers = ctx.upstreamHeaders;
+    delete headers.expect; // answered here: 100 Continue goes out only once the filters let the request in
+    if (headers.host === undefined) headers.host = ctx.authority;
+    setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+    if (expectContinue) (res as ServerResponse).writeContinue();
+    forward(ctx, route, upstream, req, res, this);
+  }
+
+  /** WebSocket (and other HTTP/1.1) upgrades: same normalization, routing and filters, then a byte pipe. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', makeResponse: () => ServerResponse): void {
+    const res = makeResponse();
+    const policy = this.#active;
+    const use = this.#uses.get(policy)!;
+    use.inflight++;
+    this.#inflight++;
+    const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
+    const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.#end(policy, use, ctx);
+    };
+    socket.once('close', end);
+    const identity = identifyClient(peer, req.headers, policy.trustedProxies);
+    ctx.clientIp = identity.clientIp;
+    ctx.peerTrusted = identity.trusted;
+    if (identity.proto !== null) ctx.scheme = identity.proto;
+    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+    const refuse = (status: number, reason: string) => {
+      this.#refuse(ctx, res, status, reason);
+      res.once('finish', () => socket.end());
+    };
+    const proceed = async () => {
+      if (policy.globalRequest !== null) {
+        const d = await runChain(policy.globalRequest, policy.globalNames, ctx);
+        if (d) return this.#deny(ctx, res, d);
+      }
+      const target = normalizeTarget(req.url ?? '/');
+      if (typeof target === 'string') return refuse(400, target);
+      const authority = req.headers.host;
+      if (authority === undefined || !HOST.test(authority)) return refuse(400, 'invalid_host');
+      ctx.path = target.path;
+      ctx.query = target.query;
+      ctx.authority = authority;
+      ctx.host = hostname(identity.host ?? authority);
+      const route = policy.router.match(ctx.host, ctx.method, ctx.path);
+      if (route === null) return refuse(404, 'route_not_found');
+      ctx.route = route;
+      if (!route.websocket || route.upstream === null) return refuse(404, 'upgrade_not_allowed');
+      if (route.request !== null) {
+        const d = await runChain(route.request, route.requestNames, ctx);
+        if (d) {
+          this.#deny(ctx, res, d);
+          res.once('finish', () => socket.end());
+          return;
+        }
+      }
+      const headers = ctx.upstreamHeaders;
+      headers.connection = 'upgrade';
+      headers.upgrade = req.headers.upgrade;
+      setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+      proxyUpgrade(ctx, route.upstream, socket, head, (status, reason) => {
+        this.upstreamError(route.upstream!, reason);
+        refuse(status, reason);
+      });
+    };
+    proceed().catch((err: unknown) => this.#internalError(ctx, res, err));
+  }
+
+  #refuse(ctx: RequestContext, res: ClientResponse, status: number, reason: string): void {
+    ctx.deny = { filter: 'gateway', reason };
+    this.fail(ctx, res, status, reason);
+  }
+
+  #deny(ctx: RequestContext, res: ClientResponse, d: Deny): void {
+    writeProblem(ctx, res, d.status, d.reason, d.detail, d.headers, this.#finishHead);
+  }
+
+  #internalError(ctx: RequestContext, res: ClientResponse, err: unknown): void {
+    this.telemetry.log.error({ request_id: ctx.id, err: err instanceof Error ? err.message : String(err) }, 'filter failed');
+    ctx.deny = { filter: ctx.deny?.filter ?? 'gateway', reason: 'internal_error' };
+    writeProblem(ctx, res, 500, 'internal_error', undefined, undefined, this.#finishHead);
+  }
+
+  // ForwardSink
+  fail(ctx: RequestContext, res: ClientResponse, status: number, reason: string): void {
+    if (ctx.deny === null) ctx.deny = { filter: 'upstream', reason };
+    writeProblem(ctx, res, status, reason, undefined, undefined, this.#finishHead);
+  }
+
+  respond(ctx: RequestContext, head: ResponseHead): void {
+    this.#finishHead(ctx, head);
+  }
+
+  readonly #finishHead = (ctx: RequestContext, head: ResponseHead): void => {
+    const headers = head.headers;
+    const extra = ctx.responseHeaders;
+    for (const name in extra) headers[name] = extra[name];
+    const route = ctx.route;
+    if (route !== null && route.response !== null) for (const hook of route.response) hook(ctx, head);
+  };
+
+  upstreamError(upstream: Upstream, reason: string): void {
+    this.metrics.upstreamErrors.inc({ upstream: upstream.name, reason });
+  }
+
+  upstreamAnswered(upstream: Upstream, seconds: number): void {
+    this.metrics.upstreamDuration.observe({ upstream: upstream.name }, seconds);
+  }
+
+  #end(policy: CompiledPolicy, use: PolicyUse, ctx: RequestContext): void {
+    this.metrics.inflight.dec();
+    for (const o of this.observers) o.onRequestEnd(ctx);
+    use.inflight--;
+    if (use.retired && use.inflight === 0) this.#retire(policy);
+    this.#inflight--;
+    if (this.#inflight === 0 && this.#idleWaiters.length) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+}
+
+function draining(gateway: Gateway, res: ClientResponse): boolean {
+  return gateway.draining && 'setHeader' in res && (res as ServerResponse).req?.httpVersionMajor === 1;
+}
+
+/** Host without port, lower-case; `[::1]:8080` → `[::1]`. */
+export function hostname(authority: string): string {
+  let end = authority.length;
+  if (authority.charCodeAt(0) === 0x5b /* [ */) end = authority.indexOf(']') + 1;
+  else {
+    const colon = authority.lastIndexOf(':');
+    if (colon !== -1) end = colon;
+  }
+  const host = authority.slice(0, end);
+  return host.toLowerCase();
+}
+
+/**
+ * Framing that front and back servers may read differently. Node's parser refuses most of it already
+ * (CL+TE, obs-fold, bad chunk sizes); this catches what it lets through: repeated Content-Length lines and
+ * a Transfer-Encoding other than exactly "chunked".
+ */
+function framingProblem(req: IncomingMessage): string | null {
+  const raw = req.rawHeaders;
+  let contentLength = 0;
+  let te = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength++;
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      te++;
+      if (raw[i + 1]!.trim().toLowerCase() !== 'chunked') return 'invalid_transfer_encoding';
+    }
+  }
+  if (contentLength > 1) return 'duplicate_content_length';
+  if (te > 1) return 'invalid_transfer_encoding';
+  if (te > 0 && contentLength > 0) return 'ambiguous_framing';
+  return null;
+}

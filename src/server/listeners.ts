@@ -1,0 +1,245 @@
+// Listeners: plain HTTP/1.1, TLS with ALPN (h2 + http/1.1 on one port), and redirect-only. Certificates
+// are re-read when their files change. Malformed requests that never reach the handler (Node's parser
+// refused them) still get a problem+json answer with a precise reason.
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import type { Limits, Listener } from '../config/compile.ts';
+import { problemBody } from '../proxy/answer.ts';
+import { normalizeTarget } from '../proxy/normalize.ts';
+import type { Gateway } from './gateway.ts';
+import type { Logger } from 'pino';
+
+export type AnyServer = Server | HttpsServer | Http2SecureServer;
+
+export interface RunningListener {
+  readonly config: Listener;
+  readonly server: AnyServer;
+  /** Bound address as `host:port` (the port is real even when 0 was asked). */
+  readonly address: string;
+  readonly url: string;
+  /** Stop accepting; idle keep-alive connections are closed, busy ones finish. */
+  stopAccepting(): Promise<void>;
+  /** Destroy every connection still open. */
+  destroy(): void;
+}
+
+export function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  return { host, port: Number(address.slice(colon + 1)) };
+}
+
+/** Reasons for requests Node's HTTP parser refused before any handler ran. */
+function parserReason(code: string | undefined): { status: number; reason: string } {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, reason: 'header_too_large' };
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_CONTENT_LENGTH':
+      return { status: 400, reason: 'ambiguous_framing' };
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+    case 'HPE_INVALID_CHUNK_SIZE':
+      return { status: 400, reason: 'invalid_transfer_encoding' };
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'HPE_LF_EXPECTED':
+    case 'HPE_CR_EXPECTED':
+    case 'HPE_INVALID_EOF_STATE':
+      return { status: 400, reason: 'invalid_header' };
+    case 'HPE_INVALID_METHOD':
+      return { status: 400, reason: 'invalid_method' };
+    case 'HPE_INVALID_URL':
+      return { status: 400, reason: 'invalid_request_target' };
+    case 'HPE_INVALID_VERSION':
+      return { status: 505, reason: 'http_version_not_supported' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, reason: 'request_timeout' };
+    default:
+      return { status: 400, reason: 'bad_request' };
+  }
+}
+
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const { status, reason } = parserReason(err.code);
+  const body = problemBody(status, reason, randomUUID());
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request'}\r\n` +
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function tooManyHeaders(req: IncomingMessage, max: number): boolean {
+  return req.rawHeaders.length > max * 2;
+}
+
+interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+function readTls(tls: { cert: string; key: string }): TlsFiles {
+  return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+}
+
+export async function startListener(
+  config: Listener,
+  gateway: Gateway,
+  limits: Limits,
+  log: Logger,
+): Promise<RunningListener> {
+  const scheme = config.tls ? 'https' : 'http';
+  const maxHeaders = limits.max_headers;
+  const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean) => {
+    if (req.httpVersionMajor === 1 && tooManyHeaders(req, maxHeaders)) {
+      const body = problemBody(431, 'too_many_headers', randomUUID());
+      res.writeHead(431, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      return;
+    }
+    gateway.handle(req, res, scheme, expectContinue);
+  };
+  const redirect = (req: IncomingMessage, res: ServerResponse) => {
+    const target = normalizeTarget(req.url ?? '/');
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (typeof target === 'string' || !/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:.]+\]$/.test(host)) {
+      const body = problemBody(400, typeof target === 'string' ? target : 'invalid_host', randomUUID());
+      res.writeHead(400, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const port = config.https_port === 443 ? '' : `:${config.https_port}`;
+    const safe = req.method === 'GET' || req.method === 'HEAD';
+    res.writeHead(safe ? 301 : 308, { location: `https://${host}${port}${target.path}${target.query}`, 'content-length': 0 });
+    res.end();
+  };
+
+  const serverOptions = {
+    maxHeaderSize: limits.max_header_size,
+    requestTimeout: limits.request_timeout,
+    headersTimeout: limits.header_timeout,
+    keepAliveTimeout: limits.keep_alive_timeout,
+    requireHostHeader: true,
+  };
+
+  let server: AnyServer;
+  let files: TlsFiles | null = null;
+  if (config.tls) {
+    files = readTls(config.tls);
+    if (config.http2) {
+      server = createSecureServer({
+        ...files,
+        allowHTTP1: true,
+        maxSessionMemory: 10,
+        settings: { maxConcurrentStreams: 128, maxHeaderListSize: limits.max_header_size },
+        maxHeaderListPairs: maxHeaders * 2 + 8,
+      });
+    } else {
+      server = createHttpsServer({ ...files, ...serverOptions });
+    }
+  } else {
+    server = createHttpServer(serverOptions);
+  }
+  const s = server as Server;
+  if (!(config.tls && config.http2)) {
+    s.maxHeadersCount = maxHeaders + 1;
+    s.keepAliveTimeout = limits.keep_alive_timeout;
+  } else {
+    // HTTP/1 connections on the h2 port: the same limits as a plain listener.
+    (server as Http2SecureServer).setTimeout(limits.request_timeout);
+  }
+  s.maxConnections = limits.max_connections;
+
+  if (config.redirect_to_https) {
+    s.on('request', redirect);
+  } else {
+    s.on('request', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, false));
+    s.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+    s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      gateway.handleUpgrade(req, socket, head, scheme, () => {
+        const res = new ServerResponse(req);
+        res.assignSocket(socket as Socket);
+        res.shouldKeepAlive = false;
+        return res;
+      });
+    });
+  }
+  s.on('clientError', answerClientError);
+  server.on('sessionError', () => {
+    /* a broken HTTP/2 session is closed by node; nothing to answer */
+  });
+
+  // Certificate hot reload: poll the files (works across Kubernetes' symlink swaps of Secret volumes).
+  const watched: string[] = [];
+  if (config.tls && files) {
+    const tls = config.tls;
+    const reloadCerts = () => {
+      try {
+        const next = readTls(tls);
+        if (files && next.cert.equals(files.cert) && next.key.equals(files.key)) return;
+        (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, ...(config.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}) });
+        files = next;
+        log.info({ listener: config.name ?? config.address }, 'TLS certificate reloaded');
+      } catch (err) {
+        log.error({ listener: config.name ?? config.address, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
+      }
+    };
+    for (const f of [tls.cert, tls.key]) {
+      watchFile(f, { interval: 1000, persistent: false }, reloadCerts);
+      watched.push(f);
+    }
+  }
+
+  const sockets = new Set<Duplex>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('secureConnection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  const { host, port } = splitAddress(config.address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: false }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  const boundPort = typeof bound === 'object' && bound ? bound.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const address = `${shownHost}:${boundPort}`;
+  const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : shownHost;
+  return {
+    config,
+    server,
+    address,
+    url: `${scheme}://${urlHost}:${boundPort}`,
+    stopAccepting() {
+      for (const f of watched) unwatchFile(f);
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        (server as Server).closeIdleConnections?.();
+        // HTTP/2 sessions: ask each to finish its streams and go away.
+        for (const sock of sockets) {
+          const session = (sock as Socket & { session?: { close(): void } }).session;
+          session?.close();
+        }
+      });
+    },
+    destroy() {
+      (server as Server).closeAllConnections?.();
+      for (const sock of sockets) sock.destroy();
+    },
+  };
+}

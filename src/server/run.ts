@@ -1,0 +1,284 @@
+// The gateway process: load and compile the policy, start listeners and the admin port, reload on SIGHUP /
+// file change / POST /reload, drain on SIGTERM. With `workers: N` a primary process keeps the admin port
+// and supervises N workers that share the listeners (node:cluster); a dead worker is replaced.
+import cluster, { type Worker } from 'node:cluster';
+import { unwatchFile, watchFile } from 'node:fs';
+import { resolve } from 'node:path';
+import { AggregatorRegistry } from 'prom-client';
+import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { PolicyError } from '../config/errors.ts';
+import { SecretRegistry } from '../config/secrets.ts';
+import { createLoggers, isLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { RequestTelemetry } from '../observability/request-telemetry.ts';
+import type { Telemetry } from '../observability/telemetry.ts';
+import { startAdmin } from './admin.ts';
+import { Gateway } from './gateway.ts';
+import { startListener, type RunningListener } from './listeners.ts';
+
+export interface StartOptions {
+  configFile: string;
+  /** Print listening addresses to stdout (the CLI does; tests read them). */
+  announce?: (line: string) => void;
+}
+
+type WorkerMessage =
+  | { type: 'portcullis:ready'; addresses: string[] }
+  | { type: 'portcullis:reload' }
+  | { type: 'portcullis:reloaded'; ok: boolean; hash?: string; errors?: string[] };
+
+function levelFromEnv(fallback: LogLevel): LogLevel {
+  const v = process.env.LOG_LEVEL?.toLowerCase();
+  return v && isLogLevel(v) ? v : fallback;
+}
+
+function makeTelemetry(policy: CompiledPolicy | null, secrets: { current: SecretRegistry | null }): { telemetry: Telemetry; loggers: Loggers } {
+  const log = policy?.policy.log ?? { level: 'info' as const, access: 'stdout', audit: 'stderr', error: 'stderr' };
+  const loggers = createLoggers({ level: levelFromEnv(log.level), access: log.access, audit: log.audit, error: log.error }, secrets);
+  return { telemetry: { log: loggers.error, audit: loggers.audit, metrics: new Metrics() }, loggers };
+}
+
+function problemsOf(err: unknown): string[] {
+  if (err instanceof PolicyError) return err.message.split('\n');
+  return [err instanceof Error ? err.message : String(err)];
+}
+
+/** A bootstrap compile only to learn the log and worker settings; errors are reported by the caller. */
+function bootstrap(file: string, production = false): CompiledPolicy {
+  const bootTelemetry: Telemetry = {
+    log: createLoggers({ level: 'silent', access: 'off', audit: 'off', error: 'off' }, { current: null }).error,
+    audit: createLoggers({ level: 'silent', access: 'off', audit: 'off', error: 'off' }, { current: null }).audit,
+    metrics: new Metrics({ defaultMetrics: false }),
+  };
+  return loadAndCompile(file, { telemetry: bootTelemetry, production });
+}
+
+export async function start(options: StartOptions): Promise<void> {
+  const file = resolve(options.configFile);
+  const announce = options.announce ?? ((line: string) => process.stdout.write(line + '\n'));
+  const boot = bootstrap(file);
+  const workers = boot.workers;
+  await boot.close();
+  if (workers > 1 && cluster.isPrimary) return startPrimary(file, workers, announce);
+  return startServing(file, announce, cluster.isWorker);
+}
+
+/** One serving process: listeners, gateway, (admin when not a cluster worker). */
+async function startServing(file: string, announce: (line: string) => void, isWorker: boolean): Promise<void> {
+  const secrets: { current: SecretRegistry | null } = { current: null };
+  const first = bootstrap(file);
+  const { telemetry, loggers } = makeTelemetry(first, secrets);
+  await first.close();
+  let policy = loadAndCompile(file, { telemetry });
+  secrets.current = policy.source.secrets;
+  await policy.ready;
+  const log = telemetry.log;
+  const gateway = new Gateway(policy, telemetry);
+  gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit));
+  telemetry.metrics.setPolicy(policy.hash);
+  if (isWorker) AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+
+  if (policy.mode === 'development' && !isWorker) {
+    log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
+  }
+
+  const listeners: RunningListener[] = [];
+  for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log));
+
+  let reloading: Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> | null = null;
+  const reload = (): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> => {
+    // Reloads queue behind each other so two triggers never compile and swap concurrently.
+    const run = async (): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> => {
+      let next: CompiledPolicy;
+      try {
+        next = loadAndCompile(file, { telemetry });
+        await next.ready;
+      } catch (err) {
+        telemetry.metrics.reloads.inc({ result: 'failure' });
+        const errors = problemsOf(err);
+        log.error({ errors }, 'policy reload failed; the previous policy stays in force');
+        return { ok: false, errors };
+      }
+      if (JSON.stringify(next.listeners) !== JSON.stringify(policy.listeners)) {
+        log.warn('listener changes take effect at the next restart; routes and filters were reloaded');
+      }
+      policy = next;
+      secrets.current = next.source.secrets;
+      gateway.swap(next);
+      telemetry.metrics.reloads.inc({ result: 'success' });
+      telemetry.metrics.setPolicy(next.hash);
+      log.info({ policy_hash: next.hash }, 'policy reloaded');
+      return { ok: true, hash: next.hash };
+    };
+    reloading = (reloading ?? Promise.resolve()).then(run, run);
+    return reloading;
+  };
+
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  if (!isWorker) {
+    admin = await startAdmin(policy.admin.address, {
+      ready: () => readiness(gateway),
+      reload,
+      metrics: async () => ({ contentType: telemetry.metrics.registry.contentType, body: await telemetry.metrics.registry.metrics() }),
+    });
+  }
+
+  // Policy file watch: a change is reloaded once the file has been stable for a moment.
+  let debounce: NodeJS.Timeout | null = null;
+  watchFile(file, { interval: 500, persistent: false }, (curr, prev) => {
+    if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size) return;
+    if (debounce) clearTimeout(debounce);
+    debounce = setTimeout(() => void reload(), 200);
+  });
+
+  process.on('SIGHUP', () => void reload());
+  if (isWorker) {
+    process.on('message', (msg: WorkerMessage) => {
+      if (msg?.type === 'portcullis:reload') {
+        void reload().then((r) => process.send?.({ type: 'portcullis:reloaded', ok: r.ok, hash: r.ok ? r.hash : undefined, errors: r.ok ? undefined : r.errors }));
+      }
+    });
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    gateway.draining = true;
+    unwatchFile(file);
+    log.info({ signal, inflight: gateway.inflight }, 'shutting down: draining in-flight requests');
+    const grace = policy.limits.shutdown_grace;
+    const timer = setTimeout(() => {
+      log.warn({ inflight: gateway.inflight }, 'shutdown grace period over; closing remaining connections');
+      for (const l of listeners) l.destroy();
+    }, grace);
+    timer.unref();
+    await Promise.all(listeners.map((l) => l.stopAccepting()));
+    await gateway.idle();
+    clearTimeout(timer);
+    await admin?.close();
+    await gateway.close();
+    loggers.flush();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  const addresses = listeners.map((l) => l.url + (l.config.redirect_to_https ? ' (redirects to https)' : ''));
+  if (isWorker) {
+    process.send?.({ type: 'portcullis:ready', addresses } satisfies WorkerMessage);
+  } else {
+    for (const a of addresses) announce(`portcullis listening on ${a}`);
+    if (admin) announce(`portcullis admin on http://${admin.address}`);
+    announce(`portcullis policy ${file} (${policy.mode}, hash ${policy.hash})`);
+  }
+}
+
+function readiness(gateway: Gateway): { ready: boolean; checks: Record<string, string> } {
+  const checks: Record<string, string> = {};
+  let ready = !gateway.draining;
+  checks.gateway = gateway.draining ? 'draining' : 'ok';
+  for (const [name, check] of gateway.policy.readiness) {
+    const r = check();
+    checks[name] = r === true ? 'ok' : r;
+    if (r !== true) ready = false;
+  }
+  return { ready, checks };
+}
+
+/** The primary of `workers: N`: admin port, aggregated metrics, reload fan-out, worker supervision. */
+async function startPrimary(file: string, count: number, announce: (line: string) => void): Promise<void> {
+  const secrets: { current: SecretRegistry | null } = { current: null };
+  const policy = bootstrap(file);
+  secrets.current = policy.source.secrets;
+  const { telemetry, loggers } = makeTelemetry(policy, secrets);
+  await policy.close();
+  const log = telemetry.log;
+  const aggregator = new AggregatorRegistry();
+  let draining = false;
+  const live = new Set<Worker>();
+
+  const fork = (): Worker => {
+    const w = cluster.fork();
+    live.add(w);
+    w.on('exit', (code, signal) => {
+      live.delete(w);
+      if (!draining) {
+        log.error({ worker: w.process.pid, code, signal }, 'worker died; starting a replacement');
+        setTimeout(fork, 200);
+      }
+    });
+    return w;
+  };
+
+  const readyWorkers = new Promise<string[]>((resolveReady) => {
+    let n = 0;
+    cluster.on('message', (_w, msg: WorkerMessage) => {
+      if (msg?.type === 'portcullis:ready' && ++n === count) resolveReady(msg.addresses);
+    });
+  });
+  for (let i = 0; i < count; i++) fork();
+
+  // Each worker compiles and swaps its own copy; the answer is the first failure, or success.
+  const reload = async (): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> => {
+    const results = await Promise.all(
+      [...live].map(
+        (w) =>
+          new Promise<WorkerMessage>((resolveOne) => {
+            const onMessage = (msg: WorkerMessage) => {
+              if (msg?.type === 'portcullis:reloaded') {
+                w.off('message', onMessage);
+                resolveOne(msg);
+              }
+            };
+            w.on('message', onMessage);
+            w.send({ type: 'portcullis:reload' } satisfies WorkerMessage);
+          }),
+      ),
+    );
+    for (const r of results) if (r.type === 'portcullis:reloaded' && !r.ok) return { ok: false, errors: r.errors ?? [] };
+    const first = results[0];
+    return { ok: true, hash: first?.type === 'portcullis:reloaded' ? (first.hash ?? '') : '' };
+  };
+
+  const admin = await startAdmin(policy.admin.address, {
+    ready: () => ({ ready: !draining && live.size === count, checks: { workers: `${live.size}/${count}`, gateway: draining ? 'draining' : 'ok' } }),
+    reload,
+    // Counters are summed over workers; per-process facts (reloads, policy info) use max (see metrics.ts).
+    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+  });
+
+  process.on('SIGHUP', () => void reload());
+  let debounce: NodeJS.Timeout | null = null;
+  watchFile(file, { interval: 500, persistent: false }, (curr, prev) => {
+    if (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size) return;
+    if (debounce) clearTimeout(debounce);
+    debounce = setTimeout(() => void reload(), 200);
+  });
+
+  const shutdown = async (signal: string) => {
+    if (draining) return;
+    draining = true;
+    log.info({ signal }, 'shutting down workers');
+    unwatchFile(file);
+    await Promise.all(
+      [...live].map(
+        (w) =>
+          new Promise<void>((resolveExit) => {
+            w.once('exit', () => resolveExit());
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    await admin.close();
+    loggers.flush();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  const addresses = await readyWorkers;
+  for (const a of addresses) announce(`portcullis listening on ${a} (${count} workers)`);
+  announce(`portcullis admin on http://${admin.address}`);
+  announce(`portcullis policy ${file} (${policy.mode}, hash ${policy.hash})`);
+}

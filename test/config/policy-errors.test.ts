@@ -1,0 +1,104 @@
+// YAML in, errors with positions out.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileText } from '../../src/config/compile.ts';
+import { PolicyError } from '../../src/config/errors.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
+
+const telemetry = quietTelemetry(new Metrics({ defaultMetrics: false }));
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    const p = compileText(text, 'policy.yaml', { telemetry }, env);
+    void p.close();
+  } catch (err) {
+    if (err instanceof PolicyError) return err.message.split('\n');
+    throw err;
+  }
+  return [];
+}
+
+const BASE = `version: 1
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+`;
+
+describe('policy errors', () => {
+  it('accepts a minimal valid policy', () => {
+    expect(problems(BASE + 'routes:\n  - match: { path_prefix: / }\n    upstream: app\n')).toEqual([]);
+  });
+
+  it('names an unknown key with its position and the nearest valid key', () => {
+    const out = problems(BASE + 'routes:\n  - match: { path_prefx: / }\n    upstream: app\n');
+    expect(out).toEqual(['policy.yaml:7:14: unknown key "path_prefx" (did you mean "path_prefix"?)']);
+  });
+
+  it('reports every problem at once, each with FILE:LINE:COLUMN', () => {
+    const text = `version: 1
+listeners:
+  - address: 127.0.0.1:0
+    http2: yes please
+trusted_proxies: [10.0.0.0/33]
+limits:
+  header_timeout: 10 seconds
+upstreams:
+  app: { url: "http://127.0.0.1:3000", timeout: 5x }
+routes:
+  - match: { path: /a }
+    upstream: ap
+`;
+    const out = problems(text);
+    expect(out).toContain('policy.yaml:4:12: expected true or false, got string "yes please"');
+    expect(out.some((l) => l.startsWith('policy.yaml:5:19: invalid CIDR'))).toBe(true);
+    expect(out.some((l) => l.startsWith('policy.yaml:7:19: invalid duration'))).toBe(true);
+    expect(out.some((l) => l.startsWith('policy.yaml:9:49: invalid duration'))).toBe(true);
+  });
+
+  it('names an unknown upstream referenced by a route', () => {
+    const out = problems(BASE + 'routes:\n  - match: { path: /a }\n    upstream: ap\n');
+    expect(out).toEqual(['policy.yaml:8:15: unknown upstream "ap" (did you mean "app"?)']);
+  });
+
+  it('refuses duplicate routes', () => {
+    const out = problems(BASE + 'routes:\n  - match: { path: /a }\n    upstream: app\n  - match: { path: /a }\n    upstream: app\n');
+    expect(out.length).toBe(2); // same derived name, same match
+    expect(out.some((l) => l.startsWith('policy.yaml:9:12: duplicate route: routes[0]'))).toBe(true);
+  });
+
+  it('refuses wrong types', () => {
+    const out = problems(BASE + 'routes:\n  - match: { path: /a, methods: 5 }\n    upstream: app\nworkers: many\n');
+    expect(out).toContain('policy.yaml:7:33: "5" is not a valid upper-case HTTP method');
+    expect(out.some((l) => l.startsWith('policy.yaml:9:10: expected one of auto'))).toBe(true);
+  });
+
+  it('resolves ${env:} and ${file:}, and a missing one is an error naming it', () => {
+    const text = BASE.replace('http://127.0.0.1:3000', '${env:UPSTREAM_URL}') + 'routes:\n  - match: { path: /a }\n    upstream: app\n';
+    expect(problems(text, { UPSTREAM_URL: 'http://127.0.0.1:4000' })).toEqual([]);
+    expect(problems(text, {})).toEqual(['policy.yaml:5:15: environment variable UPSTREAM_URL is not set (referenced as ${env:UPSTREAM_URL})']);
+  });
+
+  it('never prints a resolved secret in an error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-secret-'));
+    writeFileSync(join(dir, 'secret.txt'), 'hunter2-very-secret\n');
+    const text = BASE.replace('version: 1', `version: 1\nmode: \${file:${join(dir, 'secret.txt')}}`) + 'routes:\n  - match: { path: /a }\n    upstream: app\n';
+    const out = problems(text).join('\n');
+    expect(out).toContain('expected one of development, production');
+    expect(out).not.toContain('hunter2-very-secret');
+    expect(out).toContain('********');
+  });
+
+  it('reports YAML syntax errors with their position', () => {
+    const out = problems('version: 1\nlisteners: [\n');
+    expect(out[0]).toMatch(/^policy\.yaml:\d+:\d+: YAML: /);
+  });
+
+  it('refuses a plain listener in production mode unless behind a trusted proxy', () => {
+    const text = BASE.replace('version: 1', 'version: 1\nmode: production') + 'routes:\n  - match: { path: /a }\n    upstream: app\n';
+    expect(problems(text)[0]).toMatch(/^policy\.yaml:4:5: production: a plain-HTTP listener/);
+  });
+});
