@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { filterModules } from '../filters/index.ts';
 import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
+import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
 import { CidrSet } from '../proxy/cidr.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { Router } from '../proxy/router.ts';
@@ -101,6 +102,7 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     trusted_proxies: withDefault(array(cidr(), { description: 'Peers whose X-Forwarded-* and Forwarded headers are believed.' }), []),
     limits: withDefault(limitsSchema, limitsSchema.parse({}, [], [])!),
     log: withDefault(logSchema, logSchema.parse({}, [], [])!),
+    tracing: optional(tracingSchema),
     upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
     routes: array(routeSchema(), { description: 'Routes, matched most specific first.' }),
   };
@@ -118,6 +120,7 @@ export interface CorePolicy {
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
   log: Infer<typeof logSchema>;
+  tracing: TracingPolicy | undefined;
   upstreams: Record<string, Infer<typeof upstreamSchema>>;
   routes: (Record<string, unknown> & CoreRoute)[];
 }
