@@ -171,7 +171,14 @@ export class Metrics {
       labelNames: ['log'],
       registers,
     });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client also names three gauges *_total, which Prometheus reserves for counters (promtool check
+      // metrics says so); the values stay available by type as nodejs_active_requests, _resources and _handles.
+      this.registry.removeSingleMetric('nodejs_active_requests_total');
+      this.registry.removeSingleMetric('nodejs_active_resources_total');
+      this.registry.removeSingleMetric('nodejs_active_handles_total');
+    }
   }
 
   /** Pre-bound request metrics of a route name (stable across reloads). */

@@ -86,7 +86,10 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   if (tracing !== null) gateway.observers.push(tracing); // ends the spans before the access line reads the trace id
   gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit, telemetry.log, tracing));
   telemetry.metrics.setPolicy(policy.hash);
-  if (isWorker) AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+  if (isWorker) {
+    AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+    new AggregatorRegistry(); // registers the worker's answer to the primary's metrics requests
+  }
 
   if (policy.mode === 'development' && !isWorker) {
     log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
