@@ -193,3 +193,40 @@ describe('tracing off (the default)', () => {
     expect(gw.stderr()).not.toContain('tracing on');
   });
 });
+
+describe('the child-span API for filters', () => {
+  it('makes children of the request span that carry their context onward', async () => {
+    const { InMemorySpanExporter } = await import('@opentelemetry/sdk-trace');
+    const { createTracing } = await import('../../src/observability/tracing.ts');
+    const { RequestContext } = await import('../../src/proxy/context.ts');
+    const pino = (await import('pino')).default;
+    const exporter = new InMemorySpanExporter();
+    const settings = tracingSettings({ enabled: true, endpoint: undefined, service_name: 'unit', sample_ratio: 1, accept_traceparent: 'never' }, {})!;
+    const tracing = createTracing({ ...settings, scheduleDelayMs: 10 }, pino({ level: 'silent' }), exporter);
+
+    const untraced = new RequestContext('GET', '1.1', {}, '127.0.0.1', 'http', performance.now());
+    const noop = tracing.child(untraced, 'forward-auth');
+    noop.end('x'); // a no-op when the request has no span
+    expect(tracing.traceId(untraced)).toBeUndefined();
+
+    const ctx = new RequestContext('GET', '1.1', {}, '127.0.0.1', 'http', performance.now());
+    tracing.onRequestStart(ctx);
+    const child = tracing.child(ctx, 'forward-auth check', { 'portcullis.provider': 'external' });
+    const headers: Record<string, string> = {};
+    child.inject(headers);
+    child.end('auth_unavailable');
+    ctx.status = 503;
+    ctx.deny = { filter: 'forward_auth', reason: 'auth_unavailable' };
+    tracing.onRequestEnd(ctx);
+    await tracing.provider.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    const server = spans.find((s) => s.name === 'GET')!;
+    const c = spans.find((s) => s.name === 'forward-auth check')!;
+    expect(c.parentSpanContext?.spanId).toBe(server.spanContext().spanId);
+    expect(c.attributes).toMatchObject({ 'portcullis.provider': 'external', 'error.type': 'auth_unavailable' });
+    expect(headers.traceparent).toBe(`00-${server.spanContext().traceId}-${c.spanContext().spanId}-01`);
+    expect(server.attributes).toMatchObject({ 'portcullis.deny.reason': 'auth_unavailable', 'error.type': 'auth_unavailable' });
+    expect(tracing.traceId(ctx)).toBe(server.spanContext().traceId);
+    await tracing.shutdown();
+  });
+});
