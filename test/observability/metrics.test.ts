@@ -2,6 +2,7 @@
 // real gateway, one process and `workers: 2` (aggregated by the primary), and the helper filters use.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics, METRIC_NAMES, checkMetricName, methodLabel, statusClass } from '../../src/observability/metrics.ts';
 import { startGateway, type RunningGateway } from '../helpers/gateway.ts';
@@ -137,6 +138,27 @@ describe('a real gateway scrape', () => {
     expect(text).not.toContain('/api/users');
     expect(text).not.toContain('abc0');
     expect(text).not.toContain('/nowhere');
+  });
+
+  it('counts a WebSocket upgrade in flight while it is open, and back to 0 after (regression: went to -1)', async () => {
+    upstream.server.once('upgrade', (_req, socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    const { port } = new URL(gw.url);
+    const s = connect(Number(port), '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      s.once('data', () => resolve());
+      s.on('error', reject);
+      s.write('GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    });
+    expect(sample(await scrape(gw.admin), 'portcullis_requests_in_flight')).toBe(1);
+    s.destroy();
+    let inflight = NaN;
+    for (let i = 0; i < 50 && inflight !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      inflight = sample(await scrape(gw.admin), 'portcullis_requests_in_flight');
+    }
+    expect(inflight).toBe(0);
   });
 
   it('counts reloads by result', async () => {
