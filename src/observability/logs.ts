@@ -107,3 +107,18 @@ export function createLoggers(
     },
   };
 }
+
+/**
+ * A crash is written to the error log like any other line (so secrets in an error message are masked,
+ * which Node's default stack print would not do), the buffers are flushed, and the process exits 1.
+ */
+export function logCrashes(log: Logger, flush: () => void): void {
+  const crash = (kind: string) => (err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.fatal({ err: { type: e.name, message: e.message, stack: e.stack, code: (e as NodeJS.ErrnoException).code } }, kind);
+    flush();
+    process.exit(1);
+  };
+  process.once('uncaughtException', crash('uncaught exception'));
+  process.once('unhandledRejection', crash('unhandled promise rejection'));
+}

@@ -126,7 +126,7 @@ export class Tracing implements TracingApi, RequestObserver {
       'client.address': ctx.clientIp,
       'network.peer.address': ctx.peerIp,
       'network.protocol.name': 'http',
-      'network.protocol.version': ctx.httpVersion,
+      'network.protocol.version': ctx.httpVersion === '2.0' ? '2' : ctx.httpVersion,
     };
     if (method === '_OTHER') attributes['http.request.method_original'] = ctx.method;
     const ua = headers['user-agent'];

@@ -8,7 +8,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
 import { PolicyError } from '../config/errors.ts';
 import { SecretRegistry } from '../config/secrets.ts';
-import { createLoggers, parseLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
+import { createLoggers, logCrashes, parseLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { RequestTelemetry } from '../observability/request-telemetry.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
@@ -82,6 +82,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   secrets.current = policy.source.secrets;
   await policy.ready;
   const log = telemetry.log;
+  logCrashes(log, () => loggers.flush());
   const gateway = new Gateway(policy, telemetry);
   if (tracing !== null) gateway.observers.push(tracing); // ends the spans before the access line reads the trace id
   gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit, telemetry.log, tracing));
@@ -209,6 +210,7 @@ async function startPrimary(file: string, count: number, announce: (line: string
   const { telemetry, loggers } = makeTelemetry(policy, secrets);
   await policy.close();
   const log = telemetry.log;
+  logCrashes(log, () => loggers.flush());
   const aggregator = new AggregatorRegistry();
   let draining = false;
   const live = new Set<Worker>();

@@ -1,6 +1,7 @@
 // Logs of a full gateway run: access, audit and error logs on separate streams with the promised fields,
 // LOG_LEVEL, flushing on shutdown, and no secret or token anywhere: every byte the process wrote (stdout,
 // stderr, log files) and every span it exported is searched for the secrets and tokens the run used.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,7 +11,7 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { parseLogLevel, redactCredentials } from '../../src/observability/logs.ts';
 import { RequestTelemetry } from '../../src/observability/request-telemetry.ts';
 import { RequestContext } from '../../src/proxy/context.ts';
-import { startGateway, tempDir, type RunningGateway } from '../helpers/gateway.ts';
+import { ROOT, startGateway, tempDir, type RunningGateway } from '../helpers/gateway.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
@@ -40,6 +41,27 @@ describe('redaction helpers', () => {
     expect(parseLogLevel('critical')).toBe('fatal');
     expect(parseLogLevel('debug')).toBe('debug');
     expect(parseLogLevel('loud')).toBeUndefined();
+  });
+});
+
+describe('a crash', () => {
+  it('is written to the error log with secrets masked, flushed, exit 1', () => {
+    const script = `
+      import { createLoggers, logCrashes } from './src/observability/logs.ts';
+      import { SecretRegistry } from './src/config/secrets.ts';
+      const secrets = new SecretRegistry();
+      secrets.add('${API_KEY}');
+      const loggers = createLoggers({ level: 'info', access: 'off', audit: 'off', error: 'stderr' }, { current: secrets });
+      logCrashes(loggers.error, () => loggers.flush());
+      setTimeout(() => { throw new Error('connect failed for redis://:${API_KEY}@db:6379 with Bearer ${JWT}'); }, 10);
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('"level":60');
+    expect(r.stderr).toContain('uncaught exception');
+    expect(r.stderr).toContain('connect failed for redis://:********@db:6379');
+    expect(r.stderr + r.stdout).not.toContain(API_KEY);
+    expect(r.stderr + r.stdout).not.toContain(JWT);
   });
 });
 
