@@ -1,10 +1,11 @@
 // Audit: marks the requests that get a line in the audit log (who did what, with which outcome). A route
-// names its action (`audit: login`, or `audit: { action: upload, methods: [POST] }`), and the policy may
+// names its action (`audit: login`, `audit: { action: upload, methods: [POST] }`, or a list of those for
+// several actions on one route), and the policy may
 // audit every write method on every route (`audit: { write_methods: true }`, app 004). The line itself is
 // written at the end of the request (src/observability/request-telemetry.ts), so denied attempts, upstream
 // failures and successes are all recorded. This filter runs first on the route, before any filter that
 // may deny.
-import { array, either, object, optional, string, withDefault, boolean, type Infer } from '../config/schema.ts';
+import { array, boolean, dispatch, object, optional, string, withDefault, type Infer } from '../config/schema.ts';
 import { defineFilter } from './types.ts';
 
 const ACTION = /^[A-Za-z0-9_.:/-]{1,64}$/;
@@ -13,16 +14,18 @@ const WRITE_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 const actionSchema = string({ pattern: ACTION, patternName: 'action name (letters, digits, _ . : / -)', description: 'Action recorded in the audit line, e.g. login, upload, admin-action.' });
 
-const routeAuditSchema = either(
-  actionSchema,
-  object(
-    {
-      action: actionSchema,
-      methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Audit only these methods; all when absent.' })),
-    },
-    { description: 'Audit this route with an action name, for some methods only.' },
-  ),
-  { description: 'Audit requests on this route: an action name, or { action, methods }.' },
+const auditRuleSchema = object(
+  {
+    action: actionSchema,
+    methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Audit only these methods; all when absent.' })),
+  },
+  { description: 'An action name for some methods of the route.' },
+);
+
+const routeAuditSchema = dispatch<string | AuditRule | AuditRule[]>(
+  'action name, { action, methods }, or a list of those',
+  { description: 'Audit requests on this route: `audit: login`, `audit: { action: upload, methods: [POST] }`, or a list (`[{ action: upload, methods: [POST] }, { action: download, methods: [GET] }]`).' },
+  (value) => (Array.isArray(value) ? array(auditRuleSchema, { minItems: 1 }) : value !== null && typeof value === 'object' ? auditRuleSchema : actionSchema),
 );
 
 const globalAuditSchema = object(
@@ -33,6 +36,7 @@ const globalAuditSchema = object(
   { description: 'Audit log settings shared by all routes. The audit log destination is `log.audit`.' },
 );
 
+type AuditRule = Infer<typeof auditRuleSchema>;
 export type RouteAuditConfig = Infer<typeof routeAuditSchema>;
 export type GlobalAuditConfig = Infer<typeof globalAuditSchema>;
 
@@ -48,11 +52,10 @@ export const audit = defineFilter<GlobalAuditConfig, RouteAuditConfig, GlobalAud
   compile({ config, shared, methods }) {
     const table: Record<string, string> = Object.create(null) as Record<string, string>;
     let all: string | null = null;
-    if (config !== undefined) {
-      const action = typeof config === 'string' ? config : config.action;
-      const only = typeof config === 'string' ? undefined : config.methods;
-      if (only === undefined) all = action;
-      else for (const m of only) table[m] = action;
+    const rules: AuditRule[] = config === undefined ? [] : typeof config === 'string' ? [{ action: config, methods: undefined }] : Array.isArray(config) ? config : [config];
+    for (const rule of rules) {
+      if (rule.methods === undefined) all ??= rule.action;
+      else for (const m of rule.methods) table[m] ??= rule.action;
     }
     if (shared.write_methods) {
       for (const m of WRITE_METHODS) if (table[m] === undefined) table[m] = all ?? shared.write_action;
@@ -60,8 +63,8 @@ export const audit = defineFilter<GlobalAuditConfig, RouteAuditConfig, GlobalAud
     const routeMethods = methods.length ? methods : null;
     const relevant = Object.keys(table).filter((m) => routeMethods === null || routeMethods.includes(m));
     if (all === null && relevant.length === 0) return null;
-    const describe = () => (all !== null ? { action: all } : { actions: Object.fromEntries(relevant.map((m) => [m, table[m]])) });
-    if (all !== null && !shared.write_methods) {
+    const describe = () => ({ ...(all !== null ? { action: all } : {}), ...(relevant.length ? { actions: Object.fromEntries(relevant.map((m) => [m, table[m]])) } : {}) });
+    if (all !== null && relevant.length === 0) {
       const action = all;
       return {
         name: 'audit',

@@ -25,7 +25,11 @@ const ROUTES = `  - name: login
   - name: files
     match: { path_prefix: /files }
     upstream: app
-    audit: { action: upload, methods: [POST, PUT] }
+    audit: [{ action: upload, methods: [POST, PUT] }, { action: download, methods: GET }]
+  - name: mixed
+    match: { path_prefix: /mixed }
+    upstream: app
+    audit: [{ action: remove, methods: [DELETE] }, { action: touch }]
   - name: api
     match: { path_prefix: /api }
     upstream: app
@@ -47,7 +51,10 @@ describe('audit', () => {
     expect(auditOf(p, 'POST', '/login')).toBe('login');
     expect(auditOf(p, 'GET', '/login')).toBe('login');
     expect(auditOf(p, 'POST', '/files/a')).toBe('upload');
-    expect(auditOf(p, 'GET', '/files/a')).toBeNull();
+    expect(auditOf(p, 'GET', '/files/a')).toBe('download');
+    expect(auditOf(p, 'HEAD', '/files/a')).toBeNull();
+    expect(auditOf(p, 'DELETE', '/mixed/a')).toBe('remove');
+    expect(auditOf(p, 'GET', '/mixed/a')).toBe('touch');
     expect(auditOf(p, 'POST', '/api/x')).toBeNull();
     expect(p.routes.find((r) => r.name === 'api')!.request).toBeNull(); // nothing to do: no hook at all
     void p.close();

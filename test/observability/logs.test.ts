@@ -140,7 +140,7 @@ routes:
   - name: files
     match: { path_prefix: /files }
     upstream: app
-    audit: { action: upload, methods: [POST] }
+    audit: [{ action: upload, methods: [POST] }, { action: download, methods: [GET] }]
   - name: api
     match: { path_prefix: /api }
     upstream: app
@@ -205,6 +205,7 @@ routes:
     expect(summary).toEqual([
       'login POST /login succeeded',
       'upload POST /files/report.pdf succeeded',
+      'download GET /files/report.pdf succeeded',
       'write DELETE /api/orders/7 succeeded',
       'write POST /api/orders succeeded',
       'write PUT /api/boom failed',
