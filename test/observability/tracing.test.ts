@@ -230,3 +230,37 @@ describe('the child-span API for filters', () => {
     await tracing.shutdown();
   });
 });
+
+describe('sampling', () => {
+  it('is parent-based: a trusted sampled parent is kept at ratio 0, a new trace is not recorded but still propagated', async () => {
+    const { InMemorySpanExporter } = await import('@opentelemetry/sdk-trace');
+    const { createTracing } = await import('../../src/observability/tracing.ts');
+    const { RequestContext } = await import('../../src/proxy/context.ts');
+    const pino = (await import('pino')).default;
+    const exporter = new InMemorySpanExporter();
+    const settings = tracingSettings({ enabled: true, endpoint: undefined, service_name: 'unit', sample_ratio: 0, accept_traceparent: 'trusted_proxies' }, {})!;
+    expect(settings.sampler).toEqual({ kind: 'parentbased_traceidratio', ratio: 0 });
+    const tracing = createTracing(settings, pino({ level: 'silent' }), exporter);
+    const fakeUpstream = { name: 'app', origin: 'http://127.0.0.1:9', config: { url: new URL('http://127.0.0.1:9') } } as never;
+
+    const continued = new RequestContext('GET', '1.1', { traceparent: TRACEPARENT }, '10.0.0.1', 'http', performance.now());
+    continued.peerTrusted = true;
+    tracing.onRequestStart(continued);
+    tracing.onForward(continued, fakeUpstream);
+    continued.status = 200;
+    tracing.onRequestEnd(continued);
+
+    const fresh = new RequestContext('GET', '1.1', {}, '10.0.0.2', 'http', performance.now());
+    tracing.onRequestStart(fresh);
+    tracing.onForward(fresh, fakeUpstream);
+    fresh.status = 200;
+    tracing.onRequestEnd(fresh);
+
+    await tracing.provider.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    expect(spans.map((s) => s.spanContext().traceId)).toEqual([CLIENT_TRACE, CLIENT_TRACE]); // client + server of the continued one
+    expect(fresh.upstreamHeaders.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/); // not sampled, still one trace
+    expect(tracing.traceId(fresh)).toMatch(/^[0-9a-f]{32}$/);
+    await tracing.shutdown();
+  });
+});
