@@ -127,6 +127,8 @@ export async function startListener(
     headersTimeout: limits.header_timeout,
     keepAliveTimeout: limits.keep_alive_timeout,
     requireHostHeader: true,
+    // Node checks header/request timeouts on this interval (30 s by default): keep it finer than the limits.
+    connectionsCheckingInterval: Math.max(250, Math.min(1_000, Math.floor(limits.header_timeout / 2))),
   };
 
   let server: AnyServer;
