@@ -88,8 +88,9 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit, telemetry.log, tracing));
   telemetry.metrics.setPolicy(policy.hash);
   if (isWorker) {
+    // Constructing one installs prom-client's worker-side listener that answers the primary's scrapes.
+    void new AggregatorRegistry();
     AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
-    new AggregatorRegistry(); // registers the worker's answer to the primary's metrics requests
   }
 
   if (policy.mode === 'development' && !isWorker) {
