@@ -17,7 +17,7 @@ log:
   error: stderr
   level: warn
 upstreams:
-  app: { url: "${ctx.upstreamUrl}" }
+  app: { url: "${ctx.upstreamUrl}", max_connections: 64 }   # as the passthrough reference (bench/policy.ts)
 routes:
   - name: bench
     match: { path_prefix: / }

@@ -42,7 +42,7 @@ tracing:
   endpoint: http://127.0.0.1:${RECEIVER_PORT}
   sample_ratio: 0.1
 upstreams:
-  app: { url: "${ctx.upstreamUrl}" }
+  app: { url: "${ctx.upstreamUrl}", max_connections: 64 }   # as the passthrough reference (bench/policy.ts)
 routes:
   - name: bench
     match: { path_prefix: / }
