@@ -149,12 +149,20 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
     this.release();
     const res = this.res;
+    let sent = false;
     for (const _name in trailers) {
       res.addTrailers(trailers as Record<string, string>);
+      sent = true;
       break;
+    }
+    if (!sent && this.upstream.http2) {
+      // undici 7 hands HTTP/2 trailers over as an object that its own parser then drops (it expects the
+      // raw [name, value] list of HTTP/1.1): take them from the controller, or grpc-status would be lost.
+      const raw = (controller as { rawTrailers?: unknown }).rawTrailers;
+      if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) res.addTrailers(raw as Record<string, string>);
     }
     res.end();
   }

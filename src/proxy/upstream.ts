@@ -174,6 +174,8 @@ export class Upstream {
       const base = buildConnector({
         timeout: config.connect_timeout,
         allowH2: config.http2,
+        // Pool does not pass useH2c to the connector it builds; this one must say it (prior-knowledge h2c).
+        ...(config.http2 && !https ? { useH2c: true } : {}),
         ...(https ? { ...material, rejectUnauthorized, ...(sni !== undefined ? { servername: sni } : {}) } : {}),
       } as buildConnector.BuildOptions);
       const connect: buildConnector.connector = https ? (opts, cb) => base({ ...opts, servername: sni as string }, cb) : base;
@@ -181,7 +183,6 @@ export class Upstream {
         connections: t.max_connections ?? config.max_connections,
         pipelining: config.http2 ? 100 : 1,
         allowH2: config.http2,
-        ...(config.http2 && !https ? { useH2c: true } : {}),
         connectTimeout: config.connect_timeout,
         headersTimeout: config.timeout,
         bodyTimeout: config.timeout,
