@@ -24,7 +24,7 @@ function clientCert(certs: TestCerts, cn: string): { cert: string; key: string }
 interface Seen {
   url: string;
   host: string | undefined;
-  servername: string | false | undefined;
+  servername: string | false | null | undefined;
   clientCn: string | undefined;
   headers: IncomingHttpHeaders;
 }
@@ -208,5 +208,4 @@ describe('HTTP/2 upstreams (gRPC-style)', () => {
     expect(missing.headers[':status']).toBe(200);
     expect(missing.trailers).toMatchObject({ 'grpc-status': '5', 'grpc-message': 'item not found' });
   });
-
 });
