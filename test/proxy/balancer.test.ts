@@ -173,3 +173,39 @@ describe('upstream schema', () => {
     void u.close();
   });
 });
+
+describe('active health checks', () => {
+  it('marks a target down and up again, and stops checking when the upstream closes (policy retired)', async () => {
+    const { createServer } = await import('node:http');
+    let status = 200;
+    let hits = 0;
+    const server = createServer((req, res) => {
+      hits++;
+      res.writeHead(req.url === '/ready' ? status : 404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const metrics = new Metrics({ defaultMetrics: false });
+    const u = upstream(
+      { targets: [`http://127.0.0.1:${port}`, 'http://127.0.0.1:1'], health: { check: { path: '/ready', interval: '100ms', timeout: '500ms', unhealthy_after: 1, healthy_after: 2 } } },
+      makeEnv(metrics),
+    );
+    const [live, dead] = u.targets;
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 50 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+      return cond();
+    };
+    expect(await until(() => !dead!.available)).toBe(true);
+    expect(live!.available).toBe(true);
+    status = 503;
+    expect(await until(() => !live!.available)).toBe(true);
+    expect(u.pick(0)).toBeNull();
+    status = 200;
+    expect(await until(() => live!.available)).toBe(true);
+    await u.close();
+    const after = hits;
+    await new Promise((r) => setTimeout(r, 350));
+    expect(hits).toBe(after);
+    server.close();
+  });
+});
