@@ -201,7 +201,10 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     problems.sort((a, b) => a.line - b.line || a.column - b.column);
     return new PolicyError(problems.map((p) => ({ ...p, message: source.secrets.mask(p.message) })));
   };
-  if (!policy || issues.length) throw fail();
+  if (!policy || issues.length) {
+    referenceProblems(source.value, issues);
+    throw fail();
+  }
 
   const closers: (() => void | Promise<void>)[] = [];
   const readies: Promise<void>[] = [];
@@ -351,4 +354,21 @@ function productionChecks(policy: CorePolicy, env: CompileEnv): void {
   if (!LOOPBACK.test(policy.admin.address)) {
     env.problem(['admin', 'address'], 'production: the admin listener must be on a loopback address (it has no authentication)');
   }
+}
+
+/**
+ * When the schema already failed, still name routes that reference unknown upstreams, so one run of
+ * `validate` lists every problem a user has to fix.
+ */
+function referenceProblems(value: unknown, issues: Issue[]): void {
+  if (!value || typeof value !== 'object') return;
+  const v = value as { upstreams?: unknown; routes?: unknown };
+  const names = v.upstreams && typeof v.upstreams === 'object' ? Object.keys(v.upstreams) : [];
+  if (!Array.isArray(v.routes)) return;
+  v.routes.forEach((route: unknown, i) => {
+    const up = route && typeof route === 'object' ? (route as { upstream?: unknown }).upstream : undefined;
+    if (typeof up === 'string' && !names.includes(up)) {
+      issues.push({ path: ['routes', i, 'upstream'], message: `unknown upstream "${up}"${hint(up, names)}` });
+    }
+  });
 }
