@@ -3,13 +3,14 @@
 // engine (forwarder.ts) talks to it through `pick` / `Target.dispatch` and the outcome calls only.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { Counter, Gauge } from 'prom-client';
+import { Gauge, type Counter } from 'prom-client';
 import { buildConnector, Pool } from 'undici';
 import {
   array, boolean, duration, either, integer, object, oneOf, optional, string, url, withDefault,
   type Infer, type Path,
 } from '../config/schema.ts';
 import type { CompileEnv } from '../filters/types.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import { Balancer, Target, type BalanceMode } from './balancer.ts';
 import { ActiveHealthChecker } from './health.ts';
@@ -114,6 +115,20 @@ function readPem(file: string, path: Path, env: CompileEnv | undefined): Buffer 
   }
 }
 
+/** With `workers: N` each process judges health itself; the aggregated value is 0 when any has the target out. */
+function healthyGauge(metrics: Metrics): Gauge<'upstream' | 'target'> {
+  const name = 'portcullis_upstream_target_healthy';
+  const existing = metrics.registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<'upstream' | 'target'>;
+  return new Gauge({
+    name,
+    help: 'Whether a target takes traffic (1) or is ejected or failing its health check (0).',
+    labelNames: ['upstream', 'target'],
+    aggregator: 'min',
+    registers: [metrics.registry],
+  });
+}
+
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** Errors after which the request may go to another target: the connection failed or broke. */
@@ -206,7 +221,7 @@ export class Upstream {
     const metrics = telemetry?.metrics ?? null;
     this.#ejectionCounter = metrics ? metrics.counter('portcullis_upstream_ejections_total', 'Targets ejected by passive health, by upstream and target.', ['upstream', 'target']) : null;
     this.#retryCounter = metrics ? metrics.counter('portcullis_upstream_retries_total', 'Retries on another target, by upstream and result (retried, budget_exhausted, no_target).', ['upstream', 'result']) : null;
-    this.#healthyGauge = metrics ? metrics.gauge('portcullis_upstream_target_healthy', 'Whether a target takes traffic (1) or is ejected or failing its check (0).', ['upstream', 'target']) : null;
+    this.#healthyGauge = metrics ? healthyGauge(metrics) : null;
     for (const t of this.targets) {
       this.#ejectionCounter?.inc({ upstream: name, target: t.origin }, 0);
       this.#healthyGauge?.set({ upstream: name, target: t.origin }, 1);
