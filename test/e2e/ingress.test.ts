@@ -270,10 +270,11 @@ routes:
   });
 
   it('takes a target failing its check out of rotation', async () => {
-    await new Promise((r) => setTimeout(r, 600));
+    const sickGauge = new RegExp(`^portcullis_upstream_target_healthy\\{upstream="app",target="http://127\\.0\\.0\\.1:${sick.port}"\\}`);
+    for (let i = 0; i < 100 && (await metricValue(gw, sickGauge)) !== 0; i++) await new Promise((r) => setTimeout(r, 100));
     const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => get(gw.url, `/r/${i}`)));
     expect(answers.map((r) => r.headers['x-upstream'])).toEqual(Array(10).fill('good'));
-    expect(await metricValue(gw, new RegExp(`^portcullis_upstream_target_healthy\\{upstream="app",target="http://127\\.0\\.0\\.1:${sick.port}"\\}`))).toBe(0);
+    expect(await metricValue(gw, sickGauge)).toBe(0);
     expect(gw.stderr()).toContain('fails its health check');
   });
 });

@@ -203,6 +203,15 @@ describe('HTTP/2 upstreams (gRPC-style)', () => {
     });
   }
 
+  it('serves HTTP/1.1 clients from an HTTP/2 upstream too', async () => {
+    grpcSeen.length = 0;
+    const r = await get('/pkg.Items/Get', { 'content-type': 'application/grpc' });
+    expect(r.status).toBe(200);
+    expect(r.body.slice(5)).toBe('got 0 bytes');
+    expect(grpcSeen[0]![':authority']).toBe(new URL(gw.url).host);
+    expect(grpcSeen[0]!.te).toBeUndefined();
+  });
+
   it('passes an error grpc-status in the trailers', async () => {
     const missing = await h2request('/pkg.Items/Missing', { 'content-type': 'application/grpc', te: 'trailers' }, Buffer.from([0, 0, 0, 0, 0]));
     expect(missing.headers[':status']).toBe(200);
