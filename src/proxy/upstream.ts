@@ -150,6 +150,7 @@ export class Upstream {
   readonly #minConcurrentRetries: number;
   #retriesInFlight = 0;
   readonly #ejectionCounter: Counter<'upstream' | 'target'> | null;
+  readonly #returnCounter: Counter<'upstream' | 'target'> | null;
   readonly #retryCounter: Counter<'upstream' | 'result'> | null;
   readonly #healthyGauge: Gauge<'upstream' | 'target'> | null;
   readonly #log: Telemetry['log'] | null;
@@ -220,10 +221,12 @@ export class Upstream {
     this.#log = telemetry?.log ?? null;
     const metrics = telemetry?.metrics ?? null;
     this.#ejectionCounter = metrics ? metrics.counter('portcullis_upstream_ejections_total', 'Targets ejected by passive health, by upstream and target.', ['upstream', 'target']) : null;
+    this.#returnCounter = metrics ? metrics.counter('portcullis_upstream_returns_total', 'Ejected targets taken back after their back-off, by upstream and target.', ['upstream', 'target']) : null;
     this.#retryCounter = metrics ? metrics.counter('portcullis_upstream_retries_total', 'Retries on another target, by upstream and result (retried, budget_exhausted, no_target).', ['upstream', 'result']) : null;
     this.#healthyGauge = metrics ? healthyGauge(metrics) : null;
     for (const t of this.targets) {
       this.#ejectionCounter?.inc({ upstream: name, target: t.origin }, 0);
+      this.#returnCounter?.inc({ upstream: name, target: t.origin }, 0);
       this.#healthyGauge?.set({ upstream: name, target: t.origin }, 1);
     }
 
@@ -301,6 +304,7 @@ export class Upstream {
       target.ejected = false;
       target.available = target.checkHealthy;
       if (target.available) this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, 1);
+      this.#returnCounter?.inc({ upstream: this.name, target: target.origin });
       this.#log?.info({ upstream: this.name, target: target.origin }, 'upstream target returned after ejection');
     }, backoff);
     target.ejectionTimer.unref();

@@ -98,6 +98,7 @@ describe('upstream health', () => {
     expect(text).toContain('portcullis_upstream_target_healthy{upstream="app",target="http://127.0.0.1:1"} 0');
     vi.advanceTimersByTime(1_000);
     expect(a!.available).toBe(true);
+    expect(await metrics.registry.metrics()).toContain('portcullis_upstream_returns_total{upstream="app",target="http://127.0.0.1:1"} 1');
     // Failing again right away: ejected for twice as long.
     for (let i = 0; i < 3; i++) u.failed(a!, true, 'upstream_unreachable');
     vi.advanceTimersByTime(1_500);
