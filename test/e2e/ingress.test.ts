@@ -278,3 +278,46 @@ routes:
     expect(gw.stderr()).toContain('fails its health check');
   });
 });
+
+describe('reload', () => {
+  let up: RecordingUpstream;
+  let gw: RunningGateway;
+  const policy = (check: boolean) => `
+version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+log: { access: off }
+upstreams:
+  app:
+    targets: ["${up.url}", "${up.url}"]
+    ${check ? 'health: { check: { path: /healthz, interval: 100ms } }' : ''}
+routes:
+  - match: { path_prefix: / }
+    upstream: app
+`;
+
+  beforeAll(async () => {
+    up = await startUpstream();
+    gw = await startGateway(policy(true));
+  });
+
+  afterAll(async () => {
+    await gw?.stop();
+    await up?.close();
+  });
+
+  it('stops the retired policy\'s health checks', async () => {
+    const checks = () => up.received.filter((r) => r.url === '/healthz').length;
+    for (let i = 0; i < 50 && checks() < 4; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(checks()).toBeGreaterThanOrEqual(4);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(gw.policyFile, policy(false));
+    const r = await fetch(gw.admin + '/reload', { method: 'POST' });
+    expect(r.status).toBe(200);
+    await new Promise((res) => setTimeout(res, 300)); // a round already in flight may still land
+    const settled = checks();
+    await new Promise((res) => setTimeout(res, 600));
+    expect(checks()).toBe(settled);
+    expect((await get(gw.url, '/still-served')).status).toBe(200);
+  });
+});
