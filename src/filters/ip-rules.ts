@@ -1,6 +1,7 @@
 // Per-route IP allow and deny lists. The address judged is `ctx.clientIp`: the peer itself, or (only when
 // the peer is in `trusted_proxies`) the right-most untrusted hop of its X-Forwarded-For, so a client
 // cannot pick its own address. IPv4 and IPv4-mapped IPv6 are one address (cidr.ts). Deny wins over allow.
+import { isIP } from 'node:net';
 import { array, cidr, object, optional, type Infer } from '../config/schema.ts';
 import { CidrSet } from '../proxy/cidr.ts';
 import { defineFilter, deny } from './types.ts';
@@ -35,7 +36,12 @@ export const ipRules = defineFilter<undefined, IpRulesConfig, undefined>({
       name: 'ip_rules',
       onRequest(ctx) {
         const ip = ctx.clientIp;
-        if (denied !== null && denied.has(ip)) return refusal;
+        if (denied !== null) {
+          if (denied.has(ip)) return refusal;
+          // Fail closed: an address that does not parse (a proxy that appends "ip:port", say) could
+          // never match a deny rule, so it is refused rather than let through.
+          if (allow === null && isIP(ip) === 0) return refusal;
+        }
         // An empty allow list allows nobody; an address that does not parse is never allowed.
         if (allow !== null && !allow.has(ip)) return refusal;
         return undefined;

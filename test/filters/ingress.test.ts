@@ -182,6 +182,12 @@ describe('ip_rules', () => {
     expect(verdict('/public/x', '198.51.100.1')).toBe('allowed');
   });
 
+  it('fails closed on a client address that does not parse', () => {
+    expect(verdict('/public/x', '203.0.113.9:4711')).toBe('ip_not_allowed');
+    expect(verdict('/public/x', '')).toBe('ip_not_allowed');
+    expect(verdict('/internal/x', '10.1.2.3:80')).toBe('ip_not_allowed');
+  });
+
   it('refuses an empty rule and invalid ranges with positions', () => {
     expect(problems(`
   - match: { path: /x }
