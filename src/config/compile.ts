@@ -237,7 +237,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
 
     const upstreams = new Map<string, Upstream>();
     for (const [name, cfg] of Object.entries(policy.upstreams)) {
-      const u = new Upstream(name, cfg);
+      const u = new Upstream(name, cfg, env);
       upstreams.set(name, u);
       closers.push(() => u.close());
     }
