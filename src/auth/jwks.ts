@@ -88,6 +88,10 @@ export class JwksSource {
 
   /** First fetch; resolves when it is done whether it worked or not (readiness says which). */
   async start(): Promise<void> {
+    // Deferred one turn: a policy compiled only to be validated or explained (and closed at once) never
+    // reaches out to the IdP.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.#closed) return;
     await this.#fetch();
   }
 
