@@ -13,10 +13,11 @@ export function jwtPolicy(ctx: BenchContext, alg: 'HS256' | 'RS256'): string {
     : `          - kid: k1\n            public_key: |\n${RSA_PUBLIC_PEM.trimEnd().split('\n').map((l) => ' '.repeat(14) + l).join('\n')}`;
   return `
 version: 1
-listeners: [{ address: \${LISTEN} }]
-admin: { address: \${ADMIN} }
+listeners: [{ address: "\${LISTEN}" }]
+admin: { address: "\${ADMIN}" }
 log: { access: off }
-upstreams: { app: { url: ${ctx.upstreamUrl} } }
+upstreams:
+  app: { url: "${ctx.upstreamUrl}", max_connections: 64 }   # as the passthrough reference
 auth:
   default: main
   providers:
