@@ -96,3 +96,44 @@ describe('portcullis test', () => {
     expect(r.stdout).toMatch(/1 passed, 2 failed/);
   });
 });
+
+describe('portcullis test with signing_keys, and explain', () => {
+  it('mints with a private key from the cases file for a public-key provider', async () => {
+    const dir = tempDir();
+    const pair = rsaPair();
+    writeFileSync(join(dir, 'idp.pem'), pair.privatePem);
+    writeFileSync(join(dir, 'policy.yaml'), `version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { app: { url: http://127.0.0.1:9 } }
+auth:
+  default: idp
+  providers:
+    idp:
+      jwt:
+        algorithms: [RS256]
+        keys:
+          - kid: k1
+            public_key: |
+${pair.publicPem.trimEnd().split('\n').map((l) => '              ' + l).join('\n')}
+routes:
+  - { match: { path_prefix: /admin }, upstream: app, authorize: { roles_any: [admin] } }
+`);
+    writeFileSync(join(dir, 'cases.yaml'), `signing_keys:
+  idp: { private_key_file: idp.pem, kid: k1, algorithm: RS256 }
+cases:
+  - { name: admin, path: /admin/x, claims: { sub: a, roles: [admin] }, expect: allowed }
+  - { name: user, path: /admin/x, claims: { sub: a, roles: [user] }, expect: { status: 403, reason: role_missing } }
+`);
+    const r = await runCli(['test', join(dir, 'policy.yaml'), join(dir, 'cases.yaml')]);
+    expect(r.stdout).toMatch(/2 passed, 0 failed/);
+    expect(r.code).toBe(0);
+  });
+
+  it('explain shows providers and rules, never the secret', async () => {
+    const r = await runCli(['explain', 'config/examples/identity-rbac.yaml', 'DELETE', '/api/items/1'], { JWT_SECRET: SECRET });
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain(SECRET);
+    const out = JSON.parse(r.stdout) as { filters: { filter: string }[] };
+    expect(out.filters.map((f) => f.filter)).toEqual(['jwt', 'authorize']);
+  });
+});
