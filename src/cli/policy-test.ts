@@ -124,11 +124,14 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
     const pos = lineCounter.linePos(e.pos[0]);
     return { ok: false, output: `${casesFile}:${pos.line}:${pos.col}: YAML: ${e.message.split('\n')[0]}\n`, results: [] };
   }
-  const root = (doc.toJS() ?? {}) as { cases?: unknown[]; signing_keys?: Record<string, unknown> };
+  const root = (doc.toJS() ?? {}) as { cases?: unknown[]; signing_keys?: Record<string, unknown>; env?: Record<string, unknown> };
   const casesNode = doc.get('cases', true) as Node | undefined;
   if (!Array.isArray(root.cases) || !isSeq(casesNode)) return { ok: false, output: `${casesFile}:1:1: expected a "cases" list\n`, results: [] };
 
-  const policy = loadAndCompile(policyFile, { telemetry: quietTelemetry(new Metrics({ defaultMetrics: false })) });
+  // `env:` in the cases file gives test values to variables the policy references and the environment lacks.
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(root.env ?? {})) env[k] = String(v);
+  const policy = loadAndCompile(policyFile, { telemetry: quietTelemetry(new Metrics({ defaultMetrics: false })) }, { ...env, ...process.env });
   const results: CaseResult[] = [];
   try {
     await policy.ready;

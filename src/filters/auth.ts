@@ -1,7 +1,8 @@
 // Authentication: the `auth` section names providers (JWT verification or an external forward-auth
 // service) and a default; each route uses the default, names a provider, or says `auth: none`. Without an
-// `auth` section routes are unauthenticated (development); production mode refuses any route that is not
-// authenticated and does not say `auth: none` explicitly. Client-sent copies of every header a provider
+// `auth` section routes are unauthenticated (development); with providers but no `default`, every route
+// must say which it uses; `default: none` leaves silent routes open in development only: production mode
+// refuses any route that is not authenticated and does not say `auth: none` explicitly. Client-sent copies of every header a provider
 // sets upstream are removed on every route, authenticated or not.
 import { either, object, optional, record, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { AuthProvider } from '../auth/provider.ts';
@@ -44,6 +45,8 @@ interface AuthShared {
   defaultProvider: AuthProvider | null;
   /** Every header any provider sets upstream: stripped from client requests on unauthenticated routes. */
   ownedHeaders: readonly string[];
+  /** Providers are defined but `default` is absent: every route must say `auth: ...` itself. */
+  mustChoose: boolean;
 }
 
 // Which provider each route of the policy being compiled uses, for `authorize` (compiled right after).
@@ -69,7 +72,7 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
   setup(config, env) {
     routeProviders.set(env, new Map());
     const providers = new Map<string, AuthProvider>();
-    if (config === undefined) return { providers, defaultProvider: null, ownedHeaders: [] };
+    if (config === undefined) return { providers, defaultProvider: null, ownedHeaders: [], mustChoose: false };
     for (const [name, p] of Object.entries(config.providers)) {
       if (name === 'none') {
         env.problem(['auth', 'providers', name], '"none" is reserved (it means: no authentication)', true);
@@ -85,14 +88,17 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
       if (defaultProvider === null) env.problem(['auth', 'default'], `unknown provider "${name}"${known(providers)}`);
     }
     const ownedHeaders = [...new Set([...providers.values()].flatMap((p) => p.ownedHeaders))];
-    return { providers, defaultProvider, ownedHeaders };
+    return { providers, defaultProvider, ownedHeaders, mustChoose: config.default === undefined && providers.size > 0 };
   },
   compile({ config, shared, routePath }, env) {
     const registry = routeProviders.get(env)!;
     let provider: AuthProvider | null;
     if (config === undefined) {
       provider = shared.defaultProvider;
-      if (provider === null && env.mode === 'production') {
+      if (provider === null && shared.mustChoose) {
+        // Providers exist but no default: a route that says nothing would be open by mistake.
+        env.problem(routePath, 'route does not say how it is authenticated: give it `auth: PROVIDER` or `auth: none`, or set auth.default');
+      } else if (provider === null && env.mode === 'production') {
         env.problem(routePath, 'production: this route is not authenticated; give it `auth: { provider: NAME }`, set auth.default, or say `auth: none` explicitly');
       }
     } else if (refName(config) === 'none') {

@@ -101,6 +101,7 @@ ${extra}
 listeners: [{ address: 127.0.0.1:0 }]
 upstreams: { app: { url: http://127.0.0.1:9 } }
 auth:
+  default: none
   providers:
     main: { jwt: { algorithms: [HS256], keys: [{ secret: "${SECRET}" }] } }
 routes:
@@ -120,18 +121,18 @@ ${routes}
   it('refuses authorize on a route without authentication', async () => {
     const p = await problems(base('  - { match: { path: /a }, upstream: app, auth: none, authorize: { roles_any: [admin] } }'));
     expect(p).toHaveLength(1);
-    expect(p[0]).toMatch(/^10: authorize needs an authenticated route/);
+    expect(p[0]).toMatch(/^11: authorize needs an authenticated route/);
   });
 
   it('refuses an unknown provider with its position', async () => {
     const p = await problems(base('  - { match: { path: /a }, upstream: app, auth: mian }'));
-    expect(p[0]).toMatch(/^10: unknown provider "mian"/);
+    expect(p[0]).toMatch(/^11: unknown provider "mian"/);
   });
 
   it('production: refuses routes that are not authenticated and not explicitly auth: none', async () => {
     const p = await problems(base('  - { match: { path: /a }, upstream: app }\n  - { match: { path: /b }, upstream: app, auth: none }', 'mode: production\ntrusted_proxies: [10.0.0.0/8]'));
     expect(p).toHaveLength(1);
-    expect(p[0]).toMatch(/^11: production: this route is not authenticated/);
+    expect(p[0]).toMatch(/^12: production: this route is not authenticated/);
   });
 
   it('production: refuses short HMAC secrets and require_exp: false', async () => {
@@ -153,8 +154,14 @@ routes:
     expect(p.some((m) => /^10: production: tokens without exp/.test(m))).toBe(true);
   });
 
-  it('development: the same policy compiles', async () => {
+  it('development: with `default: none` a silent route is open', async () => {
     expect(await problems(base('  - { match: { path: /a }, upstream: app }'))).toEqual([]);
+  });
+
+  it('providers without a default: every route must say how it is authenticated', async () => {
+    const p = await problems(base('  - { match: { path: /a }, upstream: app }\n  - { match: { path: /b }, upstream: app, auth: main }').replace('  default: none\n', ''));
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^10: route does not say how it is authenticated/);
   });
 
   it('refuses a provider with neither keys nor jwks_url, and HS algorithms on a public key', async () => {
