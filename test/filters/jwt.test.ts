@@ -312,3 +312,39 @@ routes: [{ match: { path_prefix: / }, upstream: app }]
     await after.close();
   });
 });
+
+describe('jwt: key types', () => {
+  it.each([
+    ['EdDSA', () => generateKeyPairSync('ed25519')],
+    ['Ed25519', () => generateKeyPairSync('ed25519')],
+    ['ES384', () => generateKeyPairSync('ec', { namedCurve: 'P-384' })],
+    ['ES512', () => generateKeyPairSync('ec', { namedCurve: 'P-521' })],
+    ['PS256', () => generateKeyPairSync('rsa', { modulusLength: 2048 })],
+    ['RS512', () => generateKeyPairSync('rsa', { modulusLength: 2048 })],
+  ] as const)('verifies %s with a PEM or JWK public key', async (alg, make) => {
+    const { publicKey, privateKey } = make();
+    for (const text of [publicKey.export({ type: 'spki', format: 'pem' }) as string, JSON.stringify(publicKey.export({ format: 'jwk' }))]) {
+      const k = await compile(`
+version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { app: { url: http://127.0.0.1:9 } }
+auth:
+  default: main
+  providers:
+    main:
+      jwt:
+        algorithms: [${alg}]
+        keys:
+          - public_key: ${block(text, 14)}
+routes: [{ match: { path_prefix: / }, upstream: app }]
+`);
+      try {
+        expect((await k.run('/x', bearer(await signWith(privateKey, alg, { sub: 'a' })))).reason).toBeNull();
+        const other = make().privateKey;
+        expect((await k.run('/x', bearer(await signWith(other, alg, { sub: 'a' })))).reason).toBe('token_signature_invalid');
+      } finally {
+        await k.close();
+      }
+    }
+  });
+});
