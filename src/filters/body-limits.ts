@@ -135,7 +135,7 @@ export function parsePartHeaders(text: string): PartInfo | null {
 
 /** The boundary parameter of a multipart Content-Type, or null. */
 export function boundaryOf(contentType: string): string | null {
-  const m = /;\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType);
+  const m = /;\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;"]{1,70}))\s*(?:;|$)/i.exec(contentType);
   const b = m ? (m[1] ?? m[2])! : null;
   return b !== null && /^[0-9A-Za-z'()+_,\-./:=? ]+$/.test(b) && !b.endsWith(' ') ? b : null;
 }

@@ -4,7 +4,7 @@
 // `origin_not_allowed`. `Vary: Origin` goes on every answer whose headers depend on the origin.
 import { array, boolean, duration, object, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { HeaderMap } from '../proxy/context.ts';
-import { compileOrigins, type OriginList } from './origins.ts';
+import { compileOrigins, originListSchema, type OriginList } from './origins.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
 import { defineFilter, deny, type CompileEnv, type Deny } from './types.ts';
 
@@ -13,11 +13,10 @@ const METHOD = /^[A-Za-z]+$/;
 
 const corsPolicySchema = object(
   {
-    origins: array(string({ minLength: 1 }), {
-      single: true,
-      minItems: 1,
-      description: 'Allowed origins: https://app.example.com, https://*.example.com (subdomains only), null, or * (not with credentials; refused in production). Entries may be comma lists, e.g. ${env:FRONTEND_ORIGIN}.',
-    }),
+    origins: originListSchema(
+      'Allowed origins: https://app.example.com, https://*.example.com (subdomains only), null, or * (not with credentials; refused in production). Entries may be comma lists, e.g. ${env:FRONTEND_ORIGIN}.',
+      1,
+    ),
     methods: withDefault(array(string({ pattern: METHOD, patternName: 'HTTP method' }), { single: true, description: 'Methods a preflight may ask for.' }), ['GET', 'HEAD', 'POST']),
     allow_headers: withDefault(array(string({ pattern: HEADER_NAME, patternName: 'header name' }), { single: true, description: 'Request headers a preflight may ask for.' }), ['Authorization', 'Content-Type']),
     expose_headers: withDefault(array(string({ pattern: HEADER_NAME, patternName: 'header name' }), { single: true, description: 'Response headers scripts of an allowed origin may read.' }), []),

@@ -5,9 +5,9 @@
 //  2. A static token (`token: ${env:CSRF_TOKEN}`) that the header must carry, compared in constant time.
 //  3. Double-submit: the header must equal the value of a cookie (name it `__Host-...`).
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { array, boolean, object, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { boolean, object, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { RequestContext } from '../proxy/context.ts';
-import { compileOrigins, originOfUrl, type OriginList } from './origins.ts';
+import { compileOrigins, originListSchema, originOfUrl, type OriginList } from './origins.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
 import { defineFilter, deny, type CompileEnv, type Deny } from './types.ts';
 
@@ -18,7 +18,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 const csrfPolicySchema = object(
   {
     check_origin: withDefault(boolean({ description: 'Refuse cross-site unsafe requests by Sec-Fetch-Site, else Origin, else Referer.' }), true),
-    trusted_origins: withDefault(array(string({ minLength: 1 }), { single: true, description: 'Other origins whose unsafe requests are accepted (your frontend on another site). Same syntax as CORS origins.' }), []),
+    trusted_origins: withDefault(originListSchema('Other origins whose unsafe requests are accepted (your frontend on another site). Same syntax as CORS origins.'), []),
     allow_same_site: withDefault(boolean({ description: 'Accept Sec-Fetch-Site: same-site (sibling subdomains) without listing the origin.' }), false),
     token: optional(string({ minLength: 16, description: 'Static token the header must carry (e.g. ${env:CSRF_TOKEN}); compared in constant time.' })),
     double_submit_cookie: optional(string({ pattern: COOKIE_NAME, patternName: 'cookie name', description: 'Double-submit mode: the header must equal this cookie\'s value (use a __Host- name).' })),

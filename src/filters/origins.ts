@@ -1,8 +1,16 @@
 // Origin allow-lists, shared by CORS and CSRF: exact origins, anchored subdomain patterns
 // (`https://*.example.com`), `null` only when listed, `*`; entries may be comma lists from the
 // environment (`${env:FRONTEND_ORIGIN}`). Compiled once into a Set and anchored regular expressions.
-import type { Path } from '../config/schema.ts';
+import { array, dispatch, string, type Path, type Schema } from '../config/schema.ts';
 import type { CompileEnv } from './types.ts';
+
+const nullOrigin: Schema<string> = { ...string(), parse: () => 'null' };
+
+/** A list of origins; a YAML `null` entry (written unquoted) means the literal "null" origin. */
+export function originListSchema(description: string, minItems?: number): Schema<string[]> {
+  const entry = dispatch<string>('origin', {}, (v) => (v === null ? nullOrigin : string({ minLength: 1 })));
+  return array(entry, { single: true, description, ...(minItems !== undefined ? { minItems } : {}) });
+}
 
 export interface OriginList {
   /** `*` listed: every origin. */
