@@ -7,6 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../helpers/gateway.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
+// The few DOM names the page scripts use (the project's tsconfig has no DOM lib).
+declare const document: { cookie: string; addEventListener(type: 'securitypolicyviolation', listener: (e: { violatedDirective: string }) => void): void };
+
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const TOKEN = '7f9c2ba4e88f827d616045507605853ed73b8093f6efbc88eb2a2d7c0e4b5d6a';
 
@@ -175,7 +178,7 @@ describe('cookies and isolation in Chromium', () => {
 
   it('makes the page cross-origin isolated with COOP and COEP', async () => {
     await page.goto(`${gateway}/app/isolated`);
-    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
+    expect(await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated)).toBe(true);
   });
 
   it('blocks a fetch to an origin missing from CSP connect-src, before it leaves the browser', async () => {
