@@ -93,8 +93,23 @@ const CROSS_SITE = deny(403, 'cross_site_request', 'cross-site unsafe requests a
 const MISSING = deny(403, 'csrf_token_missing', 'the CSRF token header is missing');
 const MISMATCH = deny(403, 'csrf_token_mismatch', 'the CSRF token does not match');
 
-function ownOrigin(ctx: RequestContext): string {
-  return `${ctx.scheme}://${ctx.authority.toLowerCase()}`;
+/**
+ * Whether `origin` is the request's own: scheme and Host (default port dropped) as the gateway saw them.
+ * Behind a trusted proxy, whose Host may be rewritten, scheme and the forwarded host name decide.
+ */
+function isOwnOrigin(origin: string, ctx: RequestContext): boolean {
+  const o = origin.toLowerCase();
+  const sep = o.indexOf('://');
+  if (sep === -1 || o.slice(0, sep) !== ctx.scheme) return false;
+  const hostPort = o.slice(sep + 3);
+  let authority = ctx.authority.toLowerCase();
+  const defaultPort = ctx.scheme === 'https' ? ':443' : ':80';
+  if (authority.endsWith(defaultPort)) authority = authority.slice(0, -defaultPort.length);
+  if (hostPort === authority) return true;
+  if (!ctx.peerTrusted) return false;
+  const close = hostPort.startsWith('[') ? hostPort.indexOf(']') + 1 : -1;
+  const colon = close > 0 ? close : hostPort.lastIndexOf(':');
+  return (colon === -1 ? hostPort : hostPort.slice(0, colon)) === ctx.host;
 }
 
 function originCheck(ctx: RequestContext, p: CompiledCsrf): Deny | undefined {
@@ -117,7 +132,7 @@ function originCheck(ctx: RequestContext, p: CompiledCsrf): Deny | undefined {
     source = fromReferer;
   }
   if (source === 'null') return CROSS_SITE;
-  if (source.toLowerCase() === ownOrigin(ctx) || p.trusted.has(source)) return undefined;
+  if (isOwnOrigin(source, ctx) || p.trusted.has(source)) return undefined;
   return CROSS_SITE;
 }
 

@@ -55,6 +55,8 @@ describe('csrf origin checks', () => {
     ['no metadata, own origin upper case', { origin: 'HTTPS://API.EXAMPLE.COM' }, 'pass'],
     ['no metadata, other origin', { origin: 'https://evil.net' }, 'cross_site_request'],
     ['no metadata, own origin over http', { origin: 'http://api.example.com' }, 'cross_site_request'],
+    ['no metadata, own host on another port', { origin: 'https://api.example.com:8443' }, 'cross_site_request'],
+    ['no metadata, own host as a suffix', { origin: 'https://api.example.com.evil.net' }, 'cross_site_request'],
     ['null origin', { origin: 'null' }, 'cross_site_request'],
     ['no metadata, no origin, own referer', { referer: 'https://api.example.com/page' }, 'pass'],
     ['no metadata, no origin, foreign referer', { referer: 'https://evil.net/api.example.com' }, 'cross_site_request'],
@@ -63,6 +65,16 @@ describe('csrf origin checks', () => {
   ];
   it.each(table)('%s', (_name, headers, expected) => {
     expect(reason('origin', 'POST', headers)).toBe(expected);
+  });
+
+  it('drops the default port of Host, and trusts a proxy\'s forwarded host name', () => {
+    const r = route(policy, 'origin');
+    expect(verdict(r, context('POST', { origin: 'https://api.example.com' }, { scheme: 'https', authority: 'api.example.com:443' }))).toBeUndefined();
+    const behind = context('POST', { origin: 'https://public.example.com' }, { scheme: 'https', authority: 'internal:8080' });
+    expect(verdict(r, behind)?.reason).toBe('cross_site_request');
+    behind.peerTrusted = true;
+    behind.host = 'public.example.com';
+    expect(verdict(r, behind)).toBeUndefined();
   });
 
   it('accepts same-site when allowed', () => {
