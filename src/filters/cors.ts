@@ -1,7 +1,8 @@
 // CORS: named policies (`cors: { web: {...} }` at the top, `cors: web` on a route). Preflights are answered
 // by the gateway and never forwarded; an allowed origin gets Access-Control-* on every answer of the route
 // (the upstream's own Access-Control-* are replaced); a disallowed origin gets none, and its preflight 403
-// `origin_not_allowed`. `Vary: Origin` goes on every answer whose headers depend on the origin.
+// `origin_not_allowed`, as does its WebSocket handshake. `Vary: Origin` goes on every answer whose headers
+// depend on the origin.
 import { array, boolean, duration, object, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { HeaderMap } from '../proxy/context.ts';
 import { compileOrigins, originListSchema, type OriginList } from './origins.ts';
@@ -38,6 +39,7 @@ const ACA_HEADERS = [
   'access-control-allow-private-network',
 ] as const;
 
+const UPGRADE_REFUSED = deny(403, 'origin_not_allowed', 'this origin may not open a WebSocket on this route');
 const PREFLIGHT_VARY = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers';
 
 /** A CORS policy compiled once: sets, precomputed header values. */
@@ -146,7 +148,12 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
           for (const name in h) ctx.responseHeaders[name] = h[name];
           return deny(204, 'preflight', undefined, preflightVary);
         }
-        if (!allowed) return undefined; // forwarded, but without any Access-Control-Allow-* header
+        if (!allowed) {
+          // Browsers do not apply CORS to WebSocket handshakes: a disallowed origin is refused here, or any
+          // site could open a socket with the user's cookies (cross-site WebSocket hijacking).
+          if (ctx.requestHeaders.upgrade !== undefined) return UPGRADE_REFUSED;
+          return undefined; // forwarded, but without any Access-Control-Allow-* header
+        }
         const rh = ctx.responseHeaders;
         rh['access-control-allow-origin'] = wildcard ? '*' : origin;
         if (credentials) rh['access-control-allow-credentials'] = 'true';

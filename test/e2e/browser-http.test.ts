@@ -182,6 +182,14 @@ describe('CORS through the gateway', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  it('refuses a cross-site WebSocket handshake before the upstream sees it', async () => {
+    const ws: [string, string][] = [['Upgrade', 'websocket'], ['Sec-WebSocket-Version', '13'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==']];
+    const lines = ['GET /api/ws HTTP/1.1', 'Host: api.example.com', 'Connection: Upgrade', ...[...ws, ['Origin', 'https://evil.net']].map(([k, v]) => `${k}: ${v}`)];
+    const text = await rawBytes(Buffer.from(lines.join('\r\n') + '\r\n\r\n'));
+    expect([statusOf(text), reasonOf(text)]).toEqual([403, 'origin_not_allowed']);
+    expect(sawUpstreamBytes('/api/ws')).toBe(false);
+  });
+
   it('forwards an actual request from a disallowed origin without any Access-Control-* (the upstream\'s "*" removed)', async () => {
     const a = await send('GET', '/api/items', [['Origin', 'https://evil.net']]);
     expect(a.status).toBe(200);

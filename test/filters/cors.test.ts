@@ -156,6 +156,13 @@ describe('cors preflight', () => {
     expect(head.headers.vary).toContain('Origin');
   });
 
+  it('refuses a WebSocket handshake from a disallowed origin (browsers apply no CORS to it)', () => {
+    const up = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-version': '13' };
+    expect(verdict(web, context('GET', { ...up, origin: 'https://evil.net' }))).toMatchObject({ status: 403, reason: 'origin_not_allowed' });
+    expect(verdict(web, context('GET', { ...up, origin: 'https://app.example.com' }))).toBeUndefined();
+    expect(verdict(web, context('GET', up))).toBeUndefined(); // not a browser
+  });
+
   it('treats OPTIONS without Access-Control-Request-Method as an ordinary request', () => {
     expect(verdict(web, context('OPTIONS', { origin: 'https://app.example.com' }))).toBeUndefined();
   });
