@@ -190,6 +190,20 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
     const boundary = boundaryOf(String(ctx.requestHeaders['content-type']))!;
     const dashBoundary = Buffer.from(`--${boundary}`, 'latin1');
     const delimiter = Buffer.from(`\r\n--${boundary}`, 'latin1');
+    /**
+     * Index (in `buf`, from `from`) of the next delimiter's CRLF, 0 for `--boundary` at the very start of the
+     * body, -1 when none is complete yet, -2 when `--boundary` appears without the CRLF before it: lenient
+     * parsers (bare LF) would split parts there that this inspector did not see, so it is refused.
+     */
+    const findBoundary = (buf: Buffer, from: number, atBodyStart: boolean): number => {
+      if (atBodyStart && startsWith(buf, dashBoundary)) return 0;
+      if (atBodyStart && buf.length < dashBoundary.length && dashBoundary.subarray(0, buf.length).equals(buf)) return -1;
+      const k = buf.indexOf(dashBoundary, from);
+      if (k === -1) return -1;
+      // The CRLF must lie in the scanned region too (not be borrowed from a header block's end).
+      if (k - 2 >= from && buf[k - 2] === 0x0d && buf[k - 1] === 0x0a) return k - 2;
+      return -2;
+    };
     let pending: Buffer = Buffer.alloc(0); // bytes not yet released
     let base = 0; // absolute offset of pending[0]
     let pos = 0; // absolute parse position
@@ -204,22 +218,15 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
         const rel = pos - base;
         switch (state) {
           case State.Preamble: {
-            if (pos === 0) {
-              if (pending.length < dashBoundary.length) break parse;
-              if (startsWith(pending, dashBoundary)) {
-                partStart = 0;
-                pos = dashBoundary.length;
-                state = State.AfterDelimiter;
-                continue;
-              }
-            }
-            const i = pending.indexOf(delimiter, rel);
-            if (i === -1) {
+            // The first delimiter: `--boundary` at the very start, or after a CRLF.
+            const j = findBoundary(pending, rel, pos === 0);
+            if (j === -2) throw fail(400, 'multipart_invalid');
+            if (j === -1) {
               pos = Math.max(pos, base + pending.length - delimiter.length + 1);
               break parse;
             }
-            partStart = base + i;
-            pos = base + i + delimiter.length;
+            partStart = base + j;
+            pos = base + j + (j === 0 && base === 0 && startsWith(pending, dashBoundary) ? dashBoundary.length : delimiter.length);
             state = State.AfterDelimiter;
             continue;
           }
@@ -227,6 +234,7 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
             if (pending.length - rel < 2) break parse;
             if (pending[rel] === 0x2d && pending[rel + 1] === 0x2d) {
               state = State.Epilogue; // close delimiter: the rest is epilogue
+              pos += 2;
               continue;
             }
             const eol = pending.indexOf(CRLF, rel);
@@ -278,11 +286,12 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
             continue;
           }
           case State.Content: {
-            const d = pending.indexOf(delimiter, rel);
-            const end = d === -1 ? Math.max(pos, base + pending.length - delimiter.length + 1) : base + d;
+            const j = findBoundary(pending, rel, false);
+            if (j === -2) throw fail(400, 'multipart_invalid');
+            const end = j === -1 ? Math.max(pos, base + pending.length - delimiter.length + 1) : base + j;
             partBytes += end - pos;
             if (partBytes > rules.maxPartSize) throw fail(413, 'part_too_large');
-            if (d === -1) {
+            if (j === -1) {
               pos = end;
               break parse;
             }
@@ -291,9 +300,15 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
             state = State.AfterDelimiter;
             continue;
           }
-          case State.Epilogue:
+          case State.Epilogue: {
+            // Nothing but line breaks after the close delimiter: parsers that read on would see more parts.
+            for (let k = rel; k < pending.length; k++) {
+              const c = pending[k];
+              if (c !== 0x0d && c !== 0x0a && c !== 0x20 && c !== 0x09) throw fail(400, 'multipart_invalid');
+            }
             pos = base + pending.length;
             break parse;
+          }
         }
       }
       const held = state === State.AfterDelimiter || state === State.Headers || state === State.Sniff;

@@ -139,6 +139,30 @@ describe('multipart inspection', () => {
     expect(r.error).toBe('multipart_invalid');
   });
 
+  const smuggled: [string, string][] = [
+    ['a bare-LF delimiter hiding a second part', `--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\nok\n--${B}\r\nContent-Disposition: form-data; name="f"; filename="x.exe"\r\nContent-Type: image/png\r\n\r\nMZ...\r\n--${B}--\r\n`],
+    ['a boundary borrowing the header block\'s CRLF', `--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\n--${B}\r\nContent-Disposition: form-data; name="f"; filename="x.exe"\r\n\r\nMZ\r\n--${B}--\r\n`],
+    ['parts after the close delimiter', `--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\nok\r\n--${B}--\r\n--${B}\r\nContent-Disposition: form-data; name="f"; filename="x.exe"\r\n\r\nMZ\r\n--${B}--\r\n`],
+    ['a boundary glued to the preamble', `junk--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\nok\r\n--${B}--\r\n`],
+  ];
+  for (const size of [1, 3, 100_000]) {
+    it.each(smuggled)(`refuses %s (chunks of ${size}) as multipart_invalid`, async (_n, text) => {
+      const r = await inspect(Buffer.from(text, 'latin1'), size);
+      expect(r.error).toBe('multipart_invalid');
+      expect(r.out.includes(Buffer.from('MZ'))).toBe(false);
+    });
+  }
+
+  it('accepts a preamble and a CRLF-led first delimiter', async () => {
+    for (const text of [`preamble\r\n--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\nok\r\n--${B}--\r\n`, `\r\n--${B}\r\nContent-Disposition: form-data; name="a"\r\n\r\nok\r\n--${B}--`]) {
+      for (const size of [1, 4, 1000]) {
+        const r = await inspect(Buffer.from(text), size);
+        expect(r.error).toBeUndefined();
+        expect(r.out.toString()).toBe(text);
+      }
+    }
+  });
+
   it('refuses a body that is not multipart at all', async () => {
     const r = await inspect(Buffer.from('just some bytes'), 64);
     expect(r.error).toBe('multipart_invalid');
