@@ -139,7 +139,7 @@ export class Tracing implements TracingApi, RequestObserver {
     const spans = ctx.span as RequestSpans | null;
     if (spans === null) return;
     const method = methodLabel(ctx.method);
-    const url = upstream.config.url;
+    const url = upstream.targets[0]!.url; // the first target: which one serves the request is decided later
     const span = this.tracer.startSpan(
       method,
       {

@@ -39,6 +39,10 @@ export function classifyUpstreamError(err: Error & { code?: string }): { status:
       return { status: 502, reason: 'upstream_unreachable' };
     case 'REQUEST_BODY_TOO_LARGE':
       return { status: 413, reason: 'body_too_large' };
+    case 'REQUEST_BODY_REJECTED': {
+      const rejected = err as Error & { status: number; reason: string };
+      return { status: rejected.status, reason: rejected.reason };
+    }
     case 'CLIENT_ABORTED':
       return { status: 499, reason: 'client_closed_request' };
     default:
@@ -191,7 +195,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
         }
       }
     }
-    if (reason !== 'body_too_large') this.sink.upstreamError(this.upstream, reason);
+    if (reason !== 'body_too_large' && error.code !== 'REQUEST_BODY_REJECTED') this.sink.upstreamError(this.upstream, reason);
     if (!res.headersSent) {
       this.sink.fail(this.ctx, res, status, reason);
     } else {
@@ -221,7 +225,8 @@ export function forward(
     if (typeof te === 'string' && /\btrailers\b/i.test(te)) ctx.upstreamHeaders.te = 'trailers';
   }
   const bodyPresent = hasBody(req);
-  const body = bodyPresent ? limitedBody(req, route.maxBodySize) : null;
+  let body: AsyncIterable<Buffer> | null = bodyPresent ? limitedBody(req, route.maxBodySize) : null;
+  if (body !== null && ctx.bodyFilter !== null) body = ctx.bodyFilter(ctx, body);
   const options: Dispatcher.DispatchOptions = {
     path: ctx.query === '' ? (ctx.upstreamPath ?? ctx.path) : (ctx.upstreamPath ?? ctx.path) + ctx.query,
     method: ctx.method as Dispatcher.HttpMethod,
