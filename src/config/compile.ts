@@ -209,7 +209,10 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     problems.sort((a, b) => a.line - b.line || a.column - b.column);
     return new PolicyError(problems.map((p) => ({ ...p, message: source.secrets.mask(p.message) })));
   };
-  if (!policy || issues.length) throw fail();
+  if (!policy || issues.length) {
+    referenceProblems(source.value, issues);
+    throw fail();
+  }
 
   const closers: (() => void | Promise<void>)[] = [];
   const readies: Promise<void>[] = [];
@@ -368,4 +371,21 @@ function productionChecks(policy: CorePolicy, env: CompileEnv): void {
       'production: the admin listener (no authentication) is on a non-loopback address; bind it to 127.0.0.1, or set admin.protected_by to what keeps it private (network_policy, firewall)',
     );
   }
+}
+
+/**
+ * When the schema already failed, still name routes that reference unknown upstreams, so one run of
+ * `validate` lists every problem a user has to fix.
+ */
+function referenceProblems(value: unknown, issues: Issue[]): void {
+  if (!value || typeof value !== 'object') return;
+  const v = value as { upstreams?: unknown; routes?: unknown };
+  const names = v.upstreams && typeof v.upstreams === 'object' ? Object.keys(v.upstreams) : [];
+  if (!Array.isArray(v.routes)) return;
+  v.routes.forEach((route: unknown, i) => {
+    const up = route && typeof route === 'object' ? (route as { upstream?: unknown }).upstream : undefined;
+    if (typeof up === 'string' && !names.includes(up)) {
+      issues.push({ path: ['routes', i, 'upstream'], message: `unknown upstream "${up}"${hint(up, names)}` });
+    }
+  });
 }

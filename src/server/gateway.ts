@@ -93,7 +93,6 @@ export class Gateway implements ForwardSink {
     const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
     const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
     res.once('close', () => this.#end(policy, use, ctx));
-    if (draining(this, res)) res.setHeader('connection', 'close');
 
     const identity = identifyClient(peer, req.headers, policy.trustedProxies);
     ctx.clientIp = identity.clientIp;
@@ -264,6 +263,8 @@ export class Gateway implements ForwardSink {
 
   readonly #finishHead = (ctx: RequestContext, head: ResponseHead): void => {
     const headers = head.headers;
+    // Draining: tell HTTP/1.1 clients to go elsewhere after this response (HTTP/2 gets GOAWAY instead).
+    if (this.draining && ctx.httpVersion.charCodeAt(0) === 0x31 /* '1' */) headers.connection = 'close';
     const extra = ctx.responseHeaders;
     for (const name in extra) headers[name] = extra[name];
     const route = ctx.route;
@@ -286,10 +287,6 @@ export class Gateway implements ForwardSink {
     this.#inflight--;
     if (this.#inflight === 0 && this.#idleWaiters.length) for (const w of this.#idleWaiters.splice(0)) w();
   }
-}
-
-function draining(gateway: Gateway, res: ClientResponse): boolean {
-  return gateway.draining && 'setHeader' in res && (res as ServerResponse).req?.httpVersionMajor === 1;
 }
 
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */

@@ -76,7 +76,11 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   const gateway = new Gateway(policy, telemetry);
   gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit));
   telemetry.metrics.setPolicy(policy.hash);
-  if (isWorker) AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+  if (isWorker) {
+    // Constructing one installs prom-client's worker-side listener that answers the primary's scrapes.
+    void new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+  }
 
   if (policy.mode === 'development' && !isWorker) {
     log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
