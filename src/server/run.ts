@@ -83,12 +83,14 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   }
 
   if (policy.mode === 'development' && !isWorker) {
-    log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
-    // Plain text on stderr as well, so a human sees it whatever the log level or log destination.
-    process.stderr.write(
-      '\n*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***\n' +
-        '*** do not expose it; set `mode: production` and run `portcullis validate --production FILE` first ***\n\n',
-    );
+    log.warn('DEVELOPMENT MODE: insecure settings are allowed; set `mode: production` and run `portcullis validate --production` before exposing this gateway');
+    // A banner for a human at a terminal; piped stderr (log collectors, tests) keeps one JSON line per entry.
+    if (process.stderr.isTTY) {
+      process.stderr.write(
+        '\n*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***\n' +
+          '*** do not expose it; set `mode: production` and run `portcullis validate --production FILE` first ***\n\n',
+      );
+    }
   }
 
   const listeners: RunningListener[] = [];

@@ -1,7 +1,8 @@
 // Production mode: `portcullis validate --production` prints every problem as a deployment checklist, and a
 // `mode: production` policy refuses to start naming the same problems, missing secrets included.
 import { describe, expect, it } from 'vitest';
-import { runCli, startGateway, writePolicy } from '../helpers/gateway.ts';
+import { spawnSync } from 'node:child_process';
+import { CLI, runCli, startGateway, writePolicy } from '../helpers/gateway.ts';
 
 const INSECURE = `version: 1
 mode: development
@@ -70,12 +71,20 @@ describe('production checklist', () => {
     expect(r.stderr).toContain('admin listener');
   });
 
-  it('development mode starts with a loud warning on stderr', async () => {
-    const gw = await startGateway(INSECURE.replace('0.0.0.0:0', '127.0.0.1:0'), { env: { PORTCULLIS_TEST_APP_URL: 'http://127.0.0.1:9' } });
+  it('development mode starts with a loud warning: a warn line in the error log, a banner on a terminal', async () => {
+    const text = INSECURE.replace('0.0.0.0:0', '127.0.0.1:0');
+    const gw = await startGateway(text, { env: { PORTCULLIS_TEST_APP_URL: 'http://127.0.0.1:9' } });
     try {
-      expect(gw.stderr()).toContain('*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***');
+      // Piped stderr stays one JSON line per entry (log collectors); the warning is one of them.
+      const lines = gw.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string });
+      expect(lines.find((l) => l.msg.startsWith('DEVELOPMENT MODE'))?.level).toBe(40);
     } finally {
       expect(await gw.stop()).toBe(0);
     }
-  });
+    // On a terminal (a pty from util-linux `script`), the banner as well.
+    const file = writePolicy(text);
+    const cmd = `timeout -s TERM 4 ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} start --config ${JSON.stringify(file)}`;
+    const r = spawnSync('script', ['-qefc', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, PORTCULLIS_TEST_APP_URL: 'http://127.0.0.1:9' }, timeout: 15_000 });
+    expect(r.stdout).toContain('*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***');
+  }, 30_000);
 });
