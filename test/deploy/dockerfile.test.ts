@@ -197,7 +197,8 @@ describe('Dockerfile runtime stage, replayed without a daemon', () => {
     const command = [...asUser, process.execPath, inImage(script!), ...rest, '--demo-upstream', `127.0.0.1:${upstreamPort}`];
     const proc = spawn(command[0]!, command.slice(1), {
       cwd: inImage(workdir),
-      env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', ...env, PORTCULLIS_CONFIG: policyPath },
+      // No writable home or temp dir: anything that tried to write would fail (the image's root is read-only).
+      env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', TMPDIR: inImage('/nonexistent-tmp'), ...env, PORTCULLIS_CONFIG: policyPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
