@@ -17,6 +17,7 @@ import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { ROOT, runCli, tempDir } from '../helpers/gateway.ts';
+import { execForm, readDockerfile } from './docker.ts';
 
 const CHART = join(ROOT, 'helm/portcullis');
 const EXAMPLES = readdirSync(join(CHART, 'examples')).filter((f) => f.endsWith('.yaml')).map((f) => join(CHART, 'examples', f));
@@ -245,6 +246,21 @@ describe('helm chart', () => {
     expect(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => main.metadata.labels![k] === v)).toBe(false);
     const env = d.spec.template.spec.containers[0].env;
     expect(env).toEqual(expect.arrayContaining([{ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'edge-portcullis-secrets', key: 'jwt-secret' } } }]));
+  });
+
+  it('agrees with the image: the Dockerfile\'s user, exposed ports and policy path', () => {
+    const { stages } = readDockerfile();
+    const runtime = stages.at(-1)!;
+    const [uid, gid] = runtime.steps.find((s) => s.keyword === 'USER')!.args[0]!.split(':').map(Number);
+    const pod = one(template(), 'Deployment').spec.template.spec;
+    expect(pod.securityContext.runAsUser).toBe(uid);
+    expect(pod.securityContext.runAsGroup).toBe(gid ?? uid);
+    const exposed = runtime.steps.filter((s) => s.keyword === 'EXPOSE').flatMap((s) => s.args.map(Number));
+    for (const p of pod.containers[0].ports) expect(exposed).toContain(p.containerPort);
+    const entry = execForm(runtime.steps.find((s) => s.keyword === 'ENTRYPOINT')!)!;
+    expect(entry).toEqual(['node', '/app/bin/portcullis.js']);
+    expect(pod.containers[0].command).toBeUndefined(); // the image's ENTRYPOINT; the chart gives args only
+    expect(pod.containers[0].args[0]).toBe('start');
   });
 
   it('TLS comes from a Secret mounted where the policy\'s TLS listener reads it; the plain listener only redirects', () => {
