@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PolicyError } from '../config/errors.ts';
 import { explain } from './explain.ts';
-import { validate } from './validate.ts';
+import { compileCollecting, validate } from './validate.ts';
 
 const USAGE = `usage:
   portcullis start [--config FILE] [--demo-upstream [ADDRESS]]
@@ -43,7 +43,13 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`portcullis demo upstream on http://${values['demo-upstream']}\n`);
       }
       const { start } = await import('../server/run.ts');
-      await start({ configFile: resolve(file) });
+      try {
+        await start({ configFile: resolve(file) });
+      } catch (err) {
+        // Name every problem at once, missing secrets and the rest together (see validate.ts).
+        if (err instanceof PolicyError) await compileCollecting(resolve(file), false).close();
+        throw err;
+      }
       return;
     }
     case 'validate': {

@@ -93,7 +93,15 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     version: integer({ min: 1, max: 1, description: 'Policy format version; 1.' }),
     mode: withDefault(oneOf(['development', 'production'] as const, { description: 'production refuses insecure settings at start.' }), 'development'),
     listeners: array(listenerSchema, { minItems: 1, description: 'Where the gateway accepts traffic.' }),
-    admin: withDefault(object({ address: withDefault(string({ pattern: ADDRESS, patternName: 'address (host:port)' }), '127.0.0.1:9901') }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }), { address: '127.0.0.1:9901' }),
+    admin: withDefault(
+      object({
+        address: withDefault(string({ pattern: ADDRESS, patternName: 'address (host:port)', description: 'Admin address; loopback unless something outside the gateway keeps it private.' }), '127.0.0.1:9901'),
+        protected_by: optional(oneOf(['network_policy', 'firewall'] as const, {
+          description: 'What keeps a non-loopback admin address private (the admin port has no authentication): a Kubernetes NetworkPolicy (the Helm chart renders one) or a host firewall. Production mode refuses a non-loopback admin address without it.',
+        })),
+      }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }),
+      { address: '127.0.0.1:9901', protected_by: undefined },
+    ),
     workers: withDefault(
       dispatch<number | 'auto'>('integer | "auto"', { description: 'Processes sharing the listeners; auto = one per core.' }, (v) =>
         typeof v === 'number' ? integer({ min: 1, max: 256 }) : oneOf(['auto'] as const)),
@@ -115,7 +123,7 @@ export interface CorePolicy {
   version: number;
   mode: 'development' | 'production';
   listeners: Infer<typeof listenerSchema>[];
-  admin: { address: string };
+  admin: { address: string; protected_by?: 'network_policy' | 'firewall' | undefined };
   workers: number | 'auto';
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
@@ -151,7 +159,7 @@ export interface CompiledPolicy {
   readonly written: unknown;
   readonly source: LoadedSource;
   readonly listeners: readonly Listener[];
-  readonly admin: { address: string };
+  readonly admin: { readonly address: string; readonly protected_by?: 'network_policy' | 'firewall' | undefined };
   readonly workers: number;
   readonly limits: Limits;
   readonly trustedProxies: CidrSet;
@@ -347,15 +355,24 @@ function hint(word: string, names: Iterable<string>): string {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):/;
 
-/** The production checklist of the core; filter modules add theirs in their own compile steps. */
+/**
+ * The production checklist of the core; filter modules add theirs in their own compile steps. Every
+ * problem is reported (none stops the others), so `validate --production` prints the whole checklist.
+ */
 function productionChecks(policy: CorePolicy, env: CompileEnv): void {
+  if (policy.mode !== 'production') {
+    env.problem(['mode'], 'production: the policy says `mode: development`; set `mode: production` so the gateway itself refuses insecure settings at start');
+  }
   policy.listeners.forEach((l, i) => {
     if (!l.tls && !l.redirect_to_https && policy.trusted_proxies.length === 0) {
       env.problem(['listeners', i], 'production: a plain-HTTP listener must be redirect_to_https, or sit behind a TLS-terminating proxy listed in trusted_proxies');
     }
   });
-  if (!LOOPBACK.test(policy.admin.address)) {
-    env.problem(['admin', 'address'], 'production: the admin listener must be on a loopback address (it has no authentication)');
+  if (!LOOPBACK.test(policy.admin.address) && policy.admin.protected_by === undefined) {
+    env.problem(
+      ['admin', 'address'],
+      'production: the admin listener (no authentication) is on a non-loopback address; bind it to 127.0.0.1, or set admin.protected_by to what keeps it private (network_policy, firewall)',
+    );
   }
 }
 

@@ -94,7 +94,14 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   }
 
   if (policy.mode === 'development' && !isWorker) {
-    log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
+    log.warn('DEVELOPMENT MODE: insecure settings are allowed; set `mode: production` and run `portcullis validate --production` before exposing this gateway');
+    // A banner for a human at a terminal; piped stderr (log collectors, tests) keeps one JSON line per entry.
+    if (process.stderr.isTTY) {
+      process.stderr.write(
+        '\n*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***\n' +
+          '*** do not expose it; set `mode: production` and run `portcullis validate --production FILE` first ***\n\n',
+      );
+    }
   }
   if (traceSettings !== null && !isWorker) log.info({ service: traceSettings.serviceName, sampler: traceSettings.sampler.kind }, 'tracing on: OTLP/HTTP export');
 
