@@ -195,8 +195,9 @@ describe('000: Rust API with cookie login and uploads', () => {
     } finally {
       await redis.start();
     }
-    // Redis back: the deny replica serves again, counted by Redis.
+    // Redis back: both replicas count on Redis again (the deny one serves, the local one's 429s are over).
     await waitFor(async () => (await get(replica)).status === 200, 5_000);
+    await waitFor(async () => { const r = await get(gw); return r.status === 200 && Number(/r=(\d+)/.exec(String(r.headers.ratelimit))?.[1]) > 100; }, 5_000);
   });
 
   it('audit log of login, upload, download', async () => {
