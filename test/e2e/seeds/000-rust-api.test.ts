@@ -1,11 +1,17 @@
 // App 000 (Rust API with cookie login, uploads and downloads) behind the real gateway running the shipped
 // policy config/examples/000-rust-api.yaml in production mode: TLS with generated certificates, a plain
 // listener that only redirects, Redis of the test's own (killed for the fallback row). Two gateway
-// processes with the same environment stand for two replicas. One test per row of the app's table in
+// processes with the same environment stand for two replicas; headless Chromium plays the frontend (an
+// HTTPS page on app.example.test calling the gateway on api.example.test, both mapped to 127.0.0.1) for
+// the CORS and cookie rows. One test per row of the app's table in
 // ../shared/seeds/README.md.
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts, type TestCerts } from '../../helpers/certs.ts';
 import { runCli, startGateway, tempDir, waitFor, type RunningGateway } from '../../helpers/gateway.ts';
@@ -15,7 +21,6 @@ import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.ts
 
 const JWT_SECRET = 'b6f1e0d3c2a59487f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a291807';
 const CSRF_TOKEN = 'c0ffee5a1e7d4b9e8f3a2c6d0b1e4f7a9c8d2e5f3a6b0c1d4e7f8a9b2c5d3e6f';
-const FRONTEND_ORIGIN = 'https://app.example.com';
 const PASSWORD = 'correct horse battery staple';
 
 let certs: TestCerts;
@@ -24,6 +29,26 @@ let app: RecordingUpstream;
 let gw: RunningGateway; // REDIS_RATE_LIMIT_FALLBACK unset in the app = in-memory: `local`
 let replica: RunningGateway; // the app's production advice: `deny`
 let https: ReturnType<typeof client>;
+/** The frontend's origin: an HTTPS page server on 127.0.0.1, named app.example.test for Chromium. */
+let FRONTEND_ORIGIN: string;
+let pages: Server;
+let browser: Browser | undefined;
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Headless Chromium resolving *.example.test to 127.0.0.1 and accepting the test CA's certificates. */
+async function browserPage(url: string): Promise<Page> {
+  browser ??= await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-quic', '--disable-sync', '--host-resolver-rules=MAP *.example.test 127.0.0.1'],
+  });
+  const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+  await page.goto(url);
+  return page;
+}
+
+/** The gateway as the browser addresses it: same site as the frontend (example.test), another origin. */
+const apiOrigin = () => gw.url.replace('127.0.0.1', 'api.example.test');
 
 /** The stand-in: the Rust backend's routes. Login checks the password and sets the token cookie (no flags). */
 async function startApp(): Promise<RecordingUpstream> {
@@ -96,12 +121,21 @@ function tokenOf(setCookie: string | string[] | undefined): string {
 
 beforeAll(async () => {
   certs = makeCerts();
+  pages = createHttpsServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><title>frontend</title><p>frontend</p>');
+  });
+  await new Promise<void>((r) => pages.listen(0, '127.0.0.1', () => r()));
+  FRONTEND_ORIGIN = `https://app.example.test:${(pages.address() as AddressInfo).port}`;
   [redis, app] = await Promise.all([startRedis(), startApp()]);
   [gw, replica] = await Promise.all([startGateway(policy(), { env: env('local') }), startGateway(policy(), { env: env('deny') })]);
   https = client(certs.caPem);
 }, 60_000);
 
 afterAll(async () => {
+  await browser?.close();
+  pages?.closeAllConnections();
+  await new Promise((r) => pages?.close(() => r(undefined)));
   await https?.close();
   await Promise.all([gw?.stop(), replica?.stop()]);
   await app?.close();
@@ -163,6 +197,21 @@ describe('000: Rust API with cookie login and uploads', () => {
     const mine = await https.send(`${gw.url}/api/settings`, { headers: { ...bearer(token), origin: FRONTEND_ORIGIN } });
     expect(mine.headers['access-control-allow-origin']).toBe(FRONTEND_ORIGIN);
     expect(String(mine.headers.vary)).toMatch(/origin/i);
+
+    // In Chromium: the frontend's scripts read the API; a page of another origin cannot.
+    const call = (p: Page) => p.evaluate(async ([url, tok, csrf]) => {
+      try {
+        const r = await fetch(url!, { method: 'PUT', credentials: 'include', headers: { authorization: `Bearer ${tok}`, 'x-csrf-token': csrf!, 'content-type': 'application/json' }, body: '{}' });
+        return `${r.status} ${JSON.stringify(await r.json())}`;
+      } catch (e) {
+        return `blocked: ${(e as Error).name}`;
+      }
+    }, [`${apiOrigin()}/api/settings`, token, CSRF_TOKEN]);
+    app.received.length = 0;
+    expect(await call(await browserPage(`${FRONTEND_ORIGIN}/`))).toBe('200 {"saved":true}');
+    const other = `https://other.example.test:${new URL(FRONTEND_ORIGIN).port}/`;
+    expect(await call(await browserPage(other))).toBe('blocked: TypeError');
+    expect(app.received.map((r) => r.method)).toEqual(['PUT']); // the other page's preflight was refused by the gateway
   });
 
   it('Redis limiter; on Redis failure REDIS_RATE_LIMIT_FALLBACK = in-memory 100/min (default) or deny', async () => {
@@ -267,6 +316,19 @@ describe('000: Rust API with cookie login and uploads', () => {
     expect(cookie).toMatch(/; Path=\//);
     // The app set none of these flags: the gateway enforced them.
     expect(tokenOf(cookie)).toMatch(/^ey/);
+
+    // In Chromium: the frontend signs in; the cookie is stored with the flags, hidden from scripts, and
+    // sent back on the frontend's next API call (same site, over TLS).
+    const page = await browserPage(`${FRONTEND_ORIGIN}/`);
+    const seen = await page.evaluate(async ([api, csrf, password]) => {
+      const login = await fetch(`${api}/api/auth/login`, { method: 'POST', credentials: 'include', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf! }, body: JSON.stringify({ username: 'heidi', password }) });
+      const settings = await fetch(`${api}/api/settings`, { credentials: 'include' });
+      return { login: login.status, settings: settings.status, scriptSees: (globalThis as unknown as { document: { cookie: string } }).document.cookie };
+    }, [apiOrigin(), CSRF_TOKEN, PASSWORD]);
+    expect(seen).toEqual({ login: 200, settings: 200, scriptSees: '' });
+    const stored = (await page.context().cookies()).find((c) => c.name === 'token')!;
+    expect(stored).toMatchObject({ domain: 'api.example.test', httpOnly: true, secure: true, sameSite: 'Lax' });
+    expect(app.received.find((r) => r.url === '/api/settings')?.headers['x-user-id']).toBe('heidi');
   });
 
   it('HTTPS only', async () => {
