@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { filterModules } from '../filters/index.ts';
 import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
+import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
 import { CidrSet } from '../proxy/cidr.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { Router } from '../proxy/router.ts';
@@ -109,6 +110,7 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     trusted_proxies: withDefault(array(cidr(), { description: 'Peers whose X-Forwarded-* and Forwarded headers are believed.' }), []),
     limits: withDefault(limitsSchema, limitsSchema.parse({}, [], [])!),
     log: withDefault(logSchema, logSchema.parse({}, [], [])!),
+    tracing: optional(tracingSchema),
     upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
     routes: array(routeSchema(), { description: 'Routes, matched most specific first.' }),
   };
@@ -126,6 +128,7 @@ export interface CorePolicy {
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
   log: Infer<typeof logSchema>;
+  tracing: TracingPolicy | undefined;
   upstreams: Record<string, Infer<typeof upstreamSchema>>;
   routes: (Record<string, unknown> & CoreRoute)[];
 }
@@ -242,7 +245,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
 
     const upstreams = new Map<string, Upstream>();
     for (const [name, cfg] of Object.entries(policy.upstreams)) {
-      const u = new Upstream(name, cfg);
+      const u = new Upstream(name, cfg, env);
       upstreams.set(name, u);
       closers.push(() => u.close());
     }
