@@ -118,7 +118,11 @@ async function validatePolicy(objs: K8sObject[], files: string[]): Promise<{ cod
   const file = join(tempDir('portcullis-helm-'), 'policy.yaml');
   writeFileSync(file, text);
   const env: Record<string, string> = {};
-  for (const f of files) for (const s of (parseYaml(readText(f)) as { secretEnv?: { name: string }[] }).secretEnv ?? []) env[s.name] = randomBytes(32).toString('hex');
+  for (const f of files) {
+    const values = parseYaml(readText(f)) as { secretEnv?: { name: string }[]; env?: Record<string, string> };
+    for (const s of values.secretEnv ?? []) env[s.name] = randomBytes(32).toString('hex');
+    Object.assign(env, values.env ?? {});
+  }
   const r = await runCli(['validate', file, '--production'], env);
   return { code: r.code, stdout: r.stdout + r.stderr, policy: parseYaml(text) };
 }
