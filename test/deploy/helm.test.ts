@@ -249,7 +249,7 @@ describe('helm chart', () => {
     const main = find(objs, 'Service').find((s) => !s.metadata.name.endsWith('-admin'))!;
     expect(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => main.metadata.labels![k] === v)).toBe(false);
     const env = d.spec.template.spec.containers[0].env;
-    expect(env).toEqual(expect.arrayContaining([{ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'edge-portcullis-secrets', key: 'jwt-secret' } } }]));
+    expect(env).toEqual(expect.arrayContaining([{ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'edge-portcullis-secrets', key: 'JWT_SECRET' } } }]));
   });
 
   it('agrees with the image: the Dockerfile\'s user, exposed ports and policy path', () => {
