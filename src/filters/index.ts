@@ -7,6 +7,7 @@ import { cookies } from './cookies.ts';
 import { cors } from './cors.ts';
 import { csrf } from './csrf.ts';
 import { ipRules } from './ip-rules.ts';
+import { rateLimit } from './rate-limit.ts';
 import { redirect } from './redirect.ts';
 import { requestHeaders } from './request-headers.ts';
 import { requestId } from './request-id.ts';
@@ -24,6 +25,7 @@ export const filterModules: readonly FilterModule<any, any, any>[] = [
   auth, // sets subject and claims, strips client copies of identity headers
   authorize, // right after auth: needs the verified claims; before csrf and rate limits so unauthorized requests cost nothing more
   csrf, // after auth: a forged request is refused before it costs a rate-limit hit or a body read
+  rateLimit, // after auth, authorize and csrf (keys may read verified claims; refused requests cost no quota), before body limits
   bodyLimits, // last check before forwarding: content types, then multipart parts checked while the body streams
   rewrite, // after every check: auth, CSRF, rate-limit keys and logs all see the path the client asked for
   requestHeaders, // last edit of the upstream request, so it can remove what an earlier filter added
