@@ -80,15 +80,24 @@ export type Extracted = string | null | typeof AMBIGUOUS;
 function fromHeader(name: string, scheme: string): (ctx: RequestContext) => Extracted {
   const key = name.toLowerCase();
   const prefix = scheme === '' ? '' : scheme.toLowerCase() + ' ';
+  const exact = scheme === '' ? '' : scheme + ' ';
+  const one = (v: string): string | null => {
+    if (prefix !== '') {
+      if (v.length <= prefix.length) return null;
+      // The usual spelling first: no allocation on the hot path.
+      if (!v.startsWith(exact) && v.slice(0, prefix.length).toLowerCase() !== prefix) return null;
+    }
+    const token = v.slice(prefix.length).trim();
+    return token === '' ? null : token;
+  };
   return (ctx) => {
     const raw = ctx.requestHeaders[key];
     if (raw === undefined) return null;
-    const values = Array.isArray(raw) ? raw : [raw];
+    if (typeof raw === 'string') return one(raw);
     let found: string | null = null;
-    for (const v of values) {
-      if (prefix !== '' && (v.length <= prefix.length || v.slice(0, prefix.length).toLowerCase() !== prefix)) continue;
-      const token = v.slice(prefix.length).trim();
-      if (token === '') continue;
+    for (const v of raw) {
+      const token = one(v);
+      if (token === null) continue;
       if (found !== null && found !== token) return AMBIGUOUS;
       found = token;
     }
