@@ -16,6 +16,8 @@ export interface AuthProvider {
   authenticate(ctx: RequestContext): Verdict | Promise<Verdict>;
   /** Roles and scopes of the identity a successful `authenticate` left in `ctx.claims`. */
   grants(claims: Readonly<Record<string, unknown>>): Grants;
+  /** Whether identities of this provider can carry roles and scopes at all (forward auth needs headers for them). */
+  readonly carries: { readonly roles: boolean; readonly scopes: boolean };
   /** Lower-case names of upstream headers this provider sets; client copies are always removed. */
   readonly ownedHeaders: readonly string[];
   /** The 403 answer for authorization failures on routes of this provider, by reason. */

@@ -213,6 +213,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
       }
       return g;
     },
+    carries: { roles: rolesHeader !== undefined, scopes: scopesHeader !== undefined },
     ownedHeaders: owned,
     forbidden(reason) {
       let d = forbidden.get(reason);

@@ -364,6 +364,7 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     filterName: 'jwt',
     authenticate,
     grants,
+    carries: { roles: true, scopes: true },
     ownedHeaders,
     forbidden(reason) {
       let d = forbidden.get(reason);
