@@ -80,7 +80,9 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   const subjectHeader = cfg.subject_header?.toLowerCase();
   const rolesHeader = cfg.roles_header?.toLowerCase();
   const scopesHeader = cfg.scopes_header?.toLowerCase();
-  const owned = [...new Set([...copy])];
+  // Every identity header named here is the gateway's: client-sent copies never reach the upstream, even
+  // those (subject/roles/scopes) that are read from the service but not copied.
+  const owned = [...new Set([...copy, ...[subjectHeader, rolesHeader, scopesHeader].filter((h): h is string => h !== undefined)])];
   const cache = new TokenCache<Decision>(cfg.cache_ttl > 0 ? cfg.cache_size : 0);
   const realm = name.replace(/["\\]/g, '');
   const unavailable: Deny = Object.freeze({ status: 503, reason: 'auth_unavailable', headers: Object.freeze({ 'retry-after': '5' }) });
