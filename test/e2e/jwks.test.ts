@@ -138,9 +138,11 @@ describe('JWKS over HTTPS', () => {
     await new Promise((r) => setTimeout(r, 1_100)); // let one interval pass so the flood may trigger one fetch
     const before = idpHits;
     const forged = await Promise.all(Array.from({ length: 60 }, () => signWith(k1.privateKey, 'ES256', { sub: 'x' }, { kid: randomUUID() })));
+    const started = performance.now();
     const results = await Promise.all(forged.map((t) => call(t)));
+    const intervals = Math.floor((performance.now() - started) / 1000); // extra intervals a slow machine let pass
     expect(results.every((r) => r.status === 401 && r.reason === 'token_key_unknown')).toBe(true);
-    expect(idpHits - before).toBeLessThanOrEqual(1);
+    expect(idpHits - before).toBeLessThanOrEqual(1 + intervals);
     expect(upstream.received).toHaveLength(0);
   });
 
