@@ -200,9 +200,10 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
   const realm = name.replace(/["\\]/g, '');
   const denies = new Map<string, Deny>();
   for (const reason of JWT_REASONS) {
-    const status = reason === 'jwks_unavailable' ? 503 : 401;
+    // RFC 6750 3.1: more than one way of sending a token is invalid_request, answered 400.
+    const status = reason === 'jwks_unavailable' ? 503 : reason === 'token_ambiguous' ? 400 : 401;
     const challenge = reason === 'token_missing' ? bearerChallenge(realm) : reason === 'token_ambiguous' ? bearerChallenge(realm, 'invalid_request', reason) : bearerChallenge(realm, 'invalid_token', reason);
-    denies.set(reason, Object.freeze({ status, reason, headers: Object.freeze(status === 401 ? { 'www-authenticate': challenge } : { 'retry-after': '5' }) }));
+    denies.set(reason, Object.freeze({ status, reason, headers: Object.freeze(status === 503 ? { 'retry-after': '5' } : { 'www-authenticate': challenge }) }));
   }
   const D = (reason: JwtReason): Deny => denies.get(reason)!;
 

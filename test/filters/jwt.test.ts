@@ -254,10 +254,10 @@ routes: [{ match: { path_prefix: / }, upstream: app }]
   it('refuses two different tokens in two places', async () => {
     const a = await good();
     const b = await good({ sub: 'mallory' });
-    await expectDenied('/api/x', { ...bearer(a), cookie: `access_token=${b}` }, 'token_ambiguous');
-    await expectDenied('/api/x', { cookie: `access_token=${a}; access_token=${b}` }, 'token_ambiguous');
-    await expectDenied(`/flex/x?access_token=${a}&access_token=${b}`, {}, 'token_ambiguous');
-    await expectDenied(`/flex/x?access_token=${a}`, { 'x-api-token': b }, 'token_ambiguous');
+    await expectDenied('/api/x', { ...bearer(a), cookie: `access_token=${b}` }, 'token_ambiguous', 400);
+    await expectDenied('/api/x', { cookie: `access_token=${a}; access_token=${b}` }, 'token_ambiguous', 400);
+    await expectDenied(`/flex/x?access_token=${a}&access_token=${b}`, {}, 'token_ambiguous', 400);
+    await expectDenied(`/flex/x?access_token=${a}`, { 'x-api-token': b }, 'token_ambiguous', 400);
   });
 
   it('refuses garbage', async () => {
