@@ -20,9 +20,23 @@ export interface AuthProvider {
   readonly carries: { readonly roles: boolean; readonly scopes: boolean };
   /** Lower-case names of upstream headers this provider sets; client copies are always removed. */
   readonly ownedHeaders: readonly string[];
+  /** Token-based providers (JWT) expose their steps so one route can accept several issuers. */
+  readonly bearer?: BearerSteps;
   /** The 403 answer for authorization failures on routes of this provider, by reason. */
   forbidden(reason: string): Deny;
   describe(): Record<string, unknown>;
+}
+
+export interface BearerSteps {
+  extract(ctx: RequestContext): Extracted;
+  /** Accepted `iss` values, null when any. */
+  readonly issuers: ReadonlySet<string> | null;
+  /** Applies a cached identity for the token with this cache key; false when not cached. */
+  fromCache(ctx: RequestContext, key: string): boolean;
+  /** Verifies a token that was not in the cache. */
+  verify(ctx: RequestContext, token: string, key: string): Verdict | Promise<Verdict>;
+  deny(reason: string): Deny;
+  readonly maxSize: number;
 }
 
 /** Reads a claim by path: the exact key first (`https://x/roles`), then dot-separated (`realm_access.roles`). */

@@ -324,13 +324,23 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     if (token === AMBIGUOUS) return D('token_ambiguous');
     if (token.length > maxSize) return D('token_too_large');
     const key = tokenKey(token);
-    const hit = cache.get(key, Date.now());
-    if (hit !== undefined) {
-      hits.inc();
-      return accept(ctx, hit);
-    }
-    misses.inc();
+    if (fromCache(ctx, key)) return undefined;
+    return verify(ctx, token, key);
+  }
 
+  /** A cache hit applies the cached identity and returns true. */
+  function fromCache(ctx: RequestContext, key: string): boolean {
+    const hit = cache.get(key, Date.now());
+    if (hit === undefined) return false;
+    hits.inc();
+    accept(ctx, hit);
+    return true;
+  }
+
+  /** Full verification of a token that is not in the cache (`key` is its cache key). */
+  function verify(ctx: RequestContext, token: string, key: string): Verdict | Promise<Verdict> {
+    misses.inc();
+    if (token.length > maxSize) return D('token_too_large');
     const parts = token.split('.');
     if (parts.length !== 3 || !B64URL.test(parts[0]!) || !B64URL.test(parts[1]!)) return D('token_malformed');
     if (parts[2] === '' ) return D('token_signature_invalid');
@@ -367,6 +377,7 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     grants,
     carries: { roles: true, scopes: true },
     ownedHeaders,
+    bearer: { extract, issuers, fromCache, verify, deny: D, maxSize },
     forbidden(reason) {
       let d = forbidden.get(reason);
       if (d === undefined) {
