@@ -2,6 +2,7 @@
 // method, URI and chosen headers; 2xx lets the request in (copying chosen response headers upstream),
 // 401/403 are passed to the client, anything else (or a timeout) is retried with exponential backoff and
 // jitter, and a service that stays down yields 503 `auth_unavailable`. Decisions are cached per credential.
+import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { array, duration, integer, object, optional, size, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
@@ -59,7 +60,8 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   if (env.mode === 'production' && cfg.url.protocol === 'http:' && !/^(127\.|localhost$|\[::1\]$)/.test(cfg.url.hostname)) {
     env.telemetry.log.warn({ provider: name }, 'forward auth over plain http to a non-loopback host: credentials cross the network in clear');
   }
-  const agent = new Agent({ connect: { ca, timeout: cfg.timeout }, headersTimeout: cfg.timeout, bodyTimeout: cfg.timeout });
+  // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
+  const agent = new Agent({ connect: { ca: ca !== undefined ? [...rootCertificates, ca] : undefined, timeout: cfg.timeout }, headersTimeout: cfg.timeout, bodyTimeout: cfg.timeout });
   env.onClose(() => agent.close());
   const metrics = env.telemetry.metrics;
   const decisions = metrics.counter('portcullis_forward_auth_decisions_total', 'Forward-auth decisions by provider, decision (allow, deny, unavailable) and source (service, cache).', ['provider', 'decision', 'source']);
