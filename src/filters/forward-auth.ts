@@ -172,17 +172,34 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     return undefined;
   }
 
-  async function ask(ctx: RequestContext, key: string | null): Promise<Verdict> {
+  /** Asks the service, with retries; null when it stayed unavailable. */
+  async function decide(ctx: RequestContext, key: string | null): Promise<Decision | null> {
     for (let attempt = 1; attempt <= cfg.attempts; attempt++) {
       if (attempt > 1) await delay(attempt - 1);
       const d = await askOnce(ctx);
       if (d === 'retry') continue;
       (d.deny === null ? count.allowService : count.denyService).inc();
       if (key !== null && d.deny !== badHeader) cache.set(key, d, Date.now() + cfg.cache_ttl);
-      return apply(ctx, d);
+      return d;
     }
     count.unavailable.inc();
-    return unavailable;
+    return null;
+  }
+
+  // With caching on, concurrent requests of one credential share one question to the service.
+  const pending = new Map<string, Promise<Decision | null>>();
+
+  function ask(ctx: RequestContext, key: string | null): Promise<Verdict> {
+    let p = key !== null ? pending.get(key) : undefined;
+    if (p === undefined) {
+      p = decide(ctx, key);
+      if (key !== null) {
+        const k = key;
+        pending.set(k, p);
+        void p.finally(() => pending.delete(k));
+      }
+    }
+    return p.then((d) => (d === null ? unavailable : apply(ctx, d)));
   }
 
   function authenticate(ctx: RequestContext): Verdict | Promise<Verdict> {

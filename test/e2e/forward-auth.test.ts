@@ -161,4 +161,10 @@ describe('forward auth', () => {
     expect((await send('/cached/c', 'erin')).status).toBe(503);
     expect(upstream.received.map((r) => r.headers['x-user-id'])).toEqual(['dave', 'dave', 'dave']);
   });
+
+  it('a burst of one uncached credential asks the service once', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => send(`/cached/${i}`, 'frank')));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(calls).toHaveLength(1);
+  });
 });
