@@ -344,7 +344,18 @@ describe('request bodies and uploads through the gateway', () => {
     expect([noBoundary.status, noBoundary.reason]).toEqual([400, 'multipart_invalid']);
     const garbage = await send('POST', '/upload/photo', [ct], 'not multipart at all');
     expect([garbage.status, garbage.reason]).toEqual([400, 'multipart_invalid']);
+    // a second part behind a bare-LF delimiter, which a lenient upstream parser would accept
+    const hidden = Buffer.concat([
+      Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`),
+      PNG,
+      Buffer.from(`\n--${B}\r\nContent-Disposition: form-data; name="evil"; filename="b.png"\r\nContent-Type: image/png\r\n\r\n`),
+      EXE,
+      Buffer.from(`\r\n--${B}--\r\n`),
+    ]);
+    const smuggled = await send('POST', '/upload/photo', [ct], hidden);
+    expect([smuggled.status, smuggled.reason]).toEqual([400, 'multipart_invalid']);
     expect(upstream.received).toHaveLength(0);
+    expect(sawUpstreamBytes('This program')).toBe(false);
   });
 
   it('refuses a declared oversized body before forwarding, and an oversized chunked body mid-stream', async () => {
