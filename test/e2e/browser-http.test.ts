@@ -160,6 +160,14 @@ describe('CORS through the gateway', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  it('counts refused preflights as denies by reason, allowed ones not', async () => {
+    await send('OPTIONS', '/api/items', [['Origin', FRONTEND], ['Access-Control-Request-Method', 'POST']]);
+    await send('OPTIONS', '/api/items', [['Origin', 'https://evil.net'], ['Access-Control-Request-Method', 'POST']]);
+    const metrics = await (await fetch(`${gw.admin}/metrics`)).text();
+    expect(metrics).toMatch(/portcullis_denies_total\{[^}]*filter="cors"[^}]*reason="origin_not_allowed"[^}]*\} [1-9]/);
+    expect(metrics).not.toMatch(/reason="preflight"/);
+  });
+
   it('refuses two Origin headers (one allowed, one not)', async () => {
     const a = await send('OPTIONS', '/api/items', [['Origin', FRONTEND], ['Origin', 'https://evil.net'], ['Access-Control-Request-Method', 'POST']]);
     expect(a.status).toBe(403);
