@@ -54,7 +54,7 @@ cookies:
 body:
   images:
     content_types: [multipart/form-data]
-    multipart: { part_types: [image/png, image/jpeg] }
+    multipart: { part_types: [image/png, image/jpeg], max_parts: 3, max_part_size: 2KiB }
 routes:
   - name: api
     match: { path_prefix: /api }
@@ -347,6 +347,14 @@ describe('request bodies and uploads through the gateway', () => {
     expect(sawUpstreamBytes('<svg')).toBe(false);
   });
 
+  it('refuses too many parts and a part over its size limit', async () => {
+    const many = await send('POST', '/upload/photo', [ct], form(Array.from({ length: 4 }, (_, i) => ({ name: `f${i}`, data: Buffer.from('x') }))));
+    expect([many.status, many.reason]).toEqual([413, 'too_many_parts']);
+    const large = await send('POST', '/upload/photo', [ct], form([{ name: 'photo', filename: 'big.png', type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(3000, 0x42)]) }]));
+    expect([large.status, large.reason]).toEqual([413, 'part_too_large']);
+    expect(upstream.received).toHaveLength(0);
+  });
+
   it('refuses a malformed multipart body', async () => {
     const noBoundary = await send('POST', '/upload/photo', [['Content-Type', 'multipart/form-data']], 'x');
     expect([noBoundary.status, noBoundary.reason]).toEqual([400, 'multipart_invalid']);
@@ -369,7 +377,8 @@ describe('request bodies and uploads through the gateway', () => {
   it('refuses a declared oversized body before forwarding, and an oversized chunked body mid-stream', async () => {
     const big = await send('POST', '/upload/photo', [ct, ['Content-Length', '999999']]);
     expect([big.status, big.reason]).toEqual([413, 'body_too_large']);
-    const body = form([{ name: 'photo', filename: 'big.png', type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(8000, 0x41)]) }]);
+    // three parts, each under max_part_size, together over the route's 4KiB
+    const body = form([0, 1, 2].map((i) => ({ name: `p${i}`, filename: `${i}.png`, type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(1900, 0x41)]) })));
     const chunks = [];
     for (let i = 0; i < body.length; i += 1000) {
       const c = body.subarray(i, i + 1000);
