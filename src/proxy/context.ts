@@ -43,6 +43,8 @@ export class RequestContext {
   path: string;
   /** Query string with its `?`, or ''. */
   query: string;
+  /** Path sent upstream when a rewrite changed it (`path` stays what the client asked for), else null. */
+  upstreamPath: string | null;
   /** Host as addressed by the client, lower-case, without port. */
   host: string;
   /** Host header value as sent (with port), forwarded to the upstream. */
@@ -94,6 +96,7 @@ export class RequestContext {
     this.method = method;
     this.path = '';
     this.query = '';
+    this.upstreamPath = null;
     this.host = '';
     this.authority = '';
     this.scheme = scheme;

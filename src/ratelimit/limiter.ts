@@ -1,0 +1,87 @@
+// The limiter: a store, the over-limit cache in front of it, and the failure mode as a branch chosen once.
+// Still no HTTP: the filter asks `check(key, now, rate)` and turns the Decision into headers and denies.
+//   local  while Redis fails, count in process (its own limit, the `fallback` rate when given)
+//   deny   while Redis fails, refuse (the filter answers 503 ratelimit_unavailable)
+//   allow  while Redis fails, let every request through uncounted
+import { MemoryStore, OverLimitCache } from './memory.ts';
+import type { RedisStore } from './redis.ts';
+import type { HitResult, Rate } from './types.ts';
+
+export type FailureMode = 'local' | 'deny' | 'allow';
+
+/** Where a decision came from: the metric label. */
+export type DecisionSource = 'memory' | 'redis' | 'cache' | 'local' | 'unavailable';
+
+export interface Decision extends HitResult {
+  source: DecisionSource;
+  /** False when nobody counted (allow mode while Redis fails, deny mode's refusal): no RateLimit field. */
+  counted: boolean;
+}
+
+const UNAVAILABLE_DENY: Decision = Object.freeze({ allowed: false, remaining: 0, resetMs: 1000, retryAfterMs: 1000, source: 'unavailable', counted: false });
+const UNAVAILABLE_ALLOW: Decision = Object.freeze({ allowed: true, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'unavailable', counted: false });
+
+function withSource(r: HitResult, source: DecisionSource): Decision {
+  return { allowed: r.allowed, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source, counted: true };
+}
+
+export interface LimiterOptions {
+  /** The shared store; null runs in process. */
+  redis: RedisStore | null;
+  mode: FailureMode;
+  /** In-process rate used by `local` while Redis fails; null: each limit's own rate. */
+  fallbackRate: Rate | null;
+  maxLocalKeys: number;
+}
+
+export class Limiter {
+  readonly redis: RedisStore | null;
+  readonly mode: FailureMode;
+  /** The development store when there is no Redis; the `local` fallback otherwise. */
+  readonly memory: MemoryStore;
+  readonly cache: OverLimitCache;
+  readonly #fallbackRate: Rate | null;
+  /** The failure branch, chosen once. */
+  readonly unavailable: (key: string, now: number, rate: Rate) => Decision;
+
+  constructor(o: LimiterOptions) {
+    this.redis = o.redis;
+    this.mode = o.mode;
+    this.memory = new MemoryStore(o.maxLocalKeys);
+    this.cache = new OverLimitCache(Math.max(1000, Math.floor(o.maxLocalKeys / 10)));
+    this.#fallbackRate = o.fallbackRate;
+    this.unavailable =
+      o.mode === 'deny' ? () => UNAVAILABLE_DENY
+      : o.mode === 'allow' ? () => UNAVAILABLE_ALLOW
+      : (key, now, rate) => withSource(this.memory.hit(key, 1, now, this.#fallbackRate ?? rate), 'local');
+  }
+
+  /** The fallback rate `local` applies, for headers while Redis fails. */
+  localRate(rate: Rate): Rate {
+    return this.#fallbackRate ?? rate;
+  }
+
+  /** Decides one request (cost 1) for `key`. Synchronous unless Redis is asked. */
+  check(key: string, now: number, rate: Rate): Decision | Promise<Decision> {
+    const redis = this.redis;
+    if (redis === null) return withSource(this.memory.hit(key, 1, now, rate), 'memory');
+    const cache = this.cache;
+    const blocked = cache.blockedFor(key, now);
+    // GCRA: a denied bucket is full until allowAt - T + tau, so the reset follows from the wait.
+    if (blocked > 0) return { allowed: false, remaining: 0, resetMs: blocked + rate.toleranceMs - rate.intervalMs, retryAfterMs: blocked, source: 'cache', counted: true };
+    if (!redis.available) return this.unavailable(key, now, rate);
+    return redis.hit(key, 1, now, rate).then(
+      (r) => {
+        if (!r.allowed) cache.block(key, now + r.retryAfterMs);
+        return withSource(r, 'redis');
+      },
+      () => this.unavailable(key, Date.now(), rate),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.cache.clear();
+    await this.memory.close();
+    await this.redis?.close();
+  }
+}
