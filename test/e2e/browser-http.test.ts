@@ -323,6 +323,7 @@ describe('request bodies and uploads through the gateway', () => {
     expect([a.status, a.reason]).toEqual([415, 'part_content_mismatch']);
     expect(upstream.received).toHaveLength(0);
     expect(sawUpstreamBytes('This program')).toBe(false);
+    expect(sawUpstreamBytes('POST /upload/photo')).toBe(false); // refused in its first part: not even the head went out
   });
 
   it('refuses it chunked too, after a valid first part', async () => {
