@@ -27,9 +27,9 @@ routes:
 ${extra}`;
 }
 
-function get(url: string, agent?: Agent): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function get(url: string, agent?: Agent | false): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent }, (res) => {
+    const req = request(url, { agent: agent ?? false }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
@@ -145,8 +145,20 @@ describe('workers', () => {
     const children = execFileSync('pgrep', ['-P', String(gw.proc.pid)]).toString().trim().split('\n');
     expect(children.length).toBe(2);
     process.kill(Number(children[0]), 'SIGKILL');
+    // Wait until the primary has seen the death and started a replacement (a new pid beside the survivor).
+    const workersNow = () => {
+      try {
+        return execFileSync('pgrep', ['-P', String(gw.proc.pid)]).toString().trim().split('\n');
+      } catch {
+        return [];
+      }
+    };
+    await waitFor(() => {
+      const now = workersNow();
+      return now.length === 2 && !now.includes(children[0]!);
+    }, 10_000);
     await waitFor(async () => JSON.parse((await get(gw.admin + '/readyz')).body).checks.workers === '2/2', 10_000);
-    for (const c of execFileSync('pgrep', ['-P', String(gw.proc.pid)]).toString().trim().split('\n')) pids.add(c);
+    for (const c of workersNow()) pids.add(c);
     expect(pids.has(children[0]!)).toBe(false);
     expect((await get(gw.url + '/w')).status).toBe(200);
     const metrics = await get(gw.admin + '/metrics');

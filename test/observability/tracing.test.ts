@@ -241,7 +241,7 @@ describe('sampling', () => {
     const settings = tracingSettings({ enabled: true, endpoint: undefined, service_name: 'unit', sample_ratio: 0, accept_traceparent: 'trusted_proxies' }, {})!;
     expect(settings.sampler).toEqual({ kind: 'parentbased_traceidratio', ratio: 0 });
     const tracing = createTracing(settings, pino({ level: 'silent' }), exporter);
-    const fakeUpstream = { name: 'app', origin: 'http://127.0.0.1:9', config: { url: new URL('http://127.0.0.1:9') } } as never;
+    const fakeUpstream = { name: 'app', origin: 'http://127.0.0.1:9', targets: [{ url: new URL('http://127.0.0.1:9') }] } as never;
 
     const continued = new RequestContext('GET', '1.1', { traceparent: TRACEPARENT }, '10.0.0.1', 'http', performance.now());
     continued.peerTrusted = true;
