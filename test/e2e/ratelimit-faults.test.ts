@@ -54,7 +54,7 @@ rate_limits:
     redis: "${redis.url}"
     on_redis_failure: ${mode}
     local_limit: { limit: 20, window: 1m }
-    command_timeout: 100ms
+    command_timeout: 250ms
     connect_timeout: 200ms
     required: true
   per_ip: { key: client_ip, limit: 100000, window: 1d }
@@ -88,7 +88,7 @@ routes:
     expect(before.length).toBeGreaterThan(10);
     expect(before.every((s) => s.status === 200 && s.ratelimit !== undefined)).toBe(true);
     // Once the first failure is seen, the declared mode answers.
-    const during = samples.filter((s) => s.at > killedAt + 150 && s.at < outageEnd);
+    const during = samples.filter((s) => s.at > killedAt + 300 && s.at < outageEnd);
     expect(during.length).toBeGreaterThan(10);
     expect(during.filter((s) => !DURING_OUTAGE[mode](s))).toEqual([]);
     if (mode === 'local') expect(during.some((s) => s.status === 429)).toBe(true); // the local limit of 20 applies
@@ -112,9 +112,9 @@ routes:
     await sleep(1500);
     const samples = await load.stop();
     expect(samples.filter((s) => s.status === 0 || s.status >= 500 && s.status !== 503)).toEqual([]);
-    // Nobody waits on a paused Redis longer than the 100ms command timeout (plus scheduling slack).
-    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(600);
-    const during = samples.filter((s) => s.at > pausedAt + 200 && s.at < resumedAt - 50);
+    // Nobody waits on a paused Redis longer than the 250ms command timeout (plus scheduling slack).
+    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(800);
+    const during = samples.filter((s) => s.at > pausedAt + 350 && s.at < resumedAt - 50);
     expect(during.length).toBeGreaterThan(10);
     expect(during.filter((s) => !DURING_OUTAGE[mode](s))).toEqual([]);
     // CLIENT PAUSE ends 1000ms after it was sent: back on Redis within a second of that.
