@@ -163,6 +163,7 @@ export class RedisStore implements RateLimitStore {
         if (this.#closed || this.#client !== client) return;
         client.disconnect();
         this.#client = this.#attach(createClient(this.target, this.#options));
+        this.#client.connect().catch(() => undefined);
       }, this.#options.probeMs).unref();
     });
     return client;
@@ -173,7 +174,10 @@ export class RedisStore implements RateLimitStore {
     return this.#up;
   }
 
-  /** Resolves once the script is loaded, or after the connect timeout (then the store starts down). */
+  /**
+   * Connects (clients are lazy: compiling a policy to validate or explain it opens no connection) and
+   * resolves once the script is loaded, or after the connect timeout (then the store starts down).
+   */
   ready(): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -194,6 +198,7 @@ export class RedisStore implements RateLimitStore {
         );
       if (this.#client.status === 'ready') attempt();
       else this.#client.once('ready', attempt);
+      if (this.#client.status === 'wait') this.#client.connect().catch(() => undefined);
     });
   }
 
@@ -264,6 +269,10 @@ export class RedisStore implements RateLimitStore {
     this.#closed = true;
     if (this.#probe !== null) clearInterval(this.#probe);
     this.#probe = null;
+    if (this.#client.status === 'wait') {
+      this.#client.disconnect();
+      return;
+    }
     try {
       await Promise.race([this.#client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
     } catch {
@@ -282,6 +291,7 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
   const common: RedisOptions = {
     connectTimeout: o.connectTimeoutMs,
     commandTimeout: o.commandTimeoutMs,
+    lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -307,6 +317,7 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
     });
   }
   const cluster: ClusterOptions = {
+    lazyConnect: true,
     enableOfflineQueue: false,
     enableReadyCheck: true,
     clusterRetryStrategy: (times: number) => Math.min(50 * times, 200),

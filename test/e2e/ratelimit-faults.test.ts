@@ -134,12 +134,18 @@ routes:
       expect(s.status).toBe(200);
       expect(s.ratelimit).toMatch(/^"per_ip";r=\d+;t=\d+$/);
     }
-    expect(Number(/r=(\d+)/.exec(c.ratelimit!)![1])).toBe(Number(/r=(\d+)/.exec(a.ratelimit!)![1]) - 2);
+    // Counting went on in the same bucket (one unit may have refilled meanwhile: one per 864ms).
+    const spent = Number(/r=(\d+)/.exec(a.ratelimit!)![1]) - Number(/r=(\d+)/.exec(c.ratelimit!)![1]);
+    expect(spent).toBeGreaterThanOrEqual(1);
+    expect(spent).toBeLessThanOrEqual(2);
   });
 
   it('logs each state change once', () => {
-    const lines = gw.stderr().split('\n');
-    expect(lines.filter((l) => l.includes('Redis unavailable')).length).toBe(2); // the kill, the pause
-    expect(lines.filter((l) => l.includes('Redis answers again')).length).toBe(2);
+    // Down and up alternate: one line per change, never one per failed request (hundreds failed).
+    const changes = gw.stderr().split('\n').filter((l) => l.includes('rate-limit store: Redis')).map((l) => (l.includes('unavailable') ? 'down' : l.includes('connected') ? 'start' : 'up'));
+    expect(changes[0]).toBe('start');
+    expect(changes.filter((c) => c === 'down').length).toBeGreaterThanOrEqual(2); // the kill, the pause
+    expect(changes.filter((c) => c === 'down').length).toBeLessThan(5); // (a loaded machine may add a timeout)
+    changes.slice(1).forEach((c, i) => expect(c).toBe(i % 2 === 0 ? 'down' : 'up'));
   });
 });
