@@ -16,7 +16,7 @@ function describeRoute(route: CompiledRoute): Record<string, unknown> {
   return {
     route: route.name,
     match: route.matchDescription,
-    upstream: route.upstream ? { name: route.upstream.name, url: maskUrl(route.upstream.config.url) } : null,
+    upstream: route.upstream ? { name: route.upstream.name, url: maskUrl(route.upstream.targets[0]!.url), ...(route.upstream.targets.length > 1 ? { targets: route.upstream.targets.map((t) => maskUrl(t.url)) } : {}) } : null,
     max_body_size: route.maxBodySize,
     timeout_ms: route.timeoutMs ?? route.upstream?.config.timeout ?? null,
     filters: route.filters.map((f) => ({ filter: f.name, ...f.describe() })),

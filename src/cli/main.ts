@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PolicyError } from '../config/errors.ts';
 import { explain } from './explain.ts';
-import { validate } from './validate.ts';
+import { compileCollecting, validate } from './validate.ts';
 
 const USAGE = `usage:
   portcullis start [--config FILE] [--demo-upstream [ADDRESS]]
@@ -14,6 +14,12 @@ const USAGE = `usage:
                                       check a policy; --production also applies the production checklist
   portcullis explain FILE [METHOD URL]
                                       show the compiled routes, or the route and filter chain one request takes
+  portcullis test POLICY CASES.yaml   run policy test cases; prints each failure with its line, exit 1 on any
+  portcullis token (--secret VALUE | --key FILE) [--alg ALG] [--kid KID] [--sub SUB] [--roles a,b]
+                   [--scope "a b"] [--iss ISS] [--aud AUD] [--ttl 15m | --no-exp] [--claim NAME=VALUE]...
+                                      mint a signed JWT for development and tests
+  portcullis secrets generate [--name NAME]... [--k8s SECRET_NAME [--namespace NS]] [--apply]
+                                      print fresh 256-bit secrets (default JWT_SECRET), a Kubernetes Secret, or apply it
 `;
 
 function fail(message: string): never {
@@ -37,7 +43,13 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`portcullis demo upstream on http://${values['demo-upstream']}\n`);
       }
       const { start } = await import('../server/run.ts');
-      await start({ configFile: resolve(file) });
+      try {
+        await start({ configFile: resolve(file) });
+      } catch (err) {
+        // Name every problem at once, missing secrets and the rest together (see validate.ts).
+        if (err instanceof PolicyError) await compileCollecting(resolve(file), false).close();
+        throw err;
+      }
       return;
     }
     case 'validate': {
@@ -53,6 +65,40 @@ async function main(argv: string[]): Promise<void> {
       if (positionals.length !== 1 && positionals.length !== 3) fail(USAGE);
       const out = await explain(positionals[0]!, positionals[1], positionals[2]);
       process.stdout.write(out);
+      return;
+    }
+    case 'test': {
+      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
+      if (positionals.length !== 2) fail(USAGE);
+      const { runPolicyTests } = await import('./policy-test.ts');
+      const result = await runPolicyTests(positionals[0]!, positionals[1]!);
+      process.stdout.write(result.output);
+      process.exit(result.ok ? 0 : 1);
+      return;
+    }
+    case 'token': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          secret: { type: 'string' }, 'secret-encoding': { type: 'string' }, key: { type: 'string' }, alg: { type: 'string' }, kid: { type: 'string' },
+          sub: { type: 'string' }, roles: { type: 'string' }, scope: { type: 'string' }, iss: { type: 'string' }, aud: { type: 'string' },
+          ttl: { type: 'string' }, claim: { type: 'string', multiple: true }, 'no-exp': { type: 'boolean' },
+        },
+        strict: true,
+      });
+      const { tokenCommand } = await import('./token.ts');
+      process.stdout.write(await tokenCommand(values));
+      return;
+    }
+    case 'secrets': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { name: { type: 'string', multiple: true }, k8s: { type: 'string' }, namespace: { type: 'string' }, apply: { type: 'boolean' } },
+        allowPositionals: true,
+        strict: true,
+      });
+      const { secretsCommand } = await import('./secrets.ts');
+      process.stdout.write(await secretsCommand(positionals[0], values));
       return;
     }
     case undefined:

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { filterModules } from '../filters/index.ts';
 import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
+import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
 import { CidrSet } from '../proxy/cidr.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { Router } from '../proxy/router.ts';
@@ -92,7 +93,15 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     version: integer({ min: 1, max: 1, description: 'Policy format version; 1.' }),
     mode: withDefault(oneOf(['development', 'production'] as const, { description: 'production refuses insecure settings at start.' }), 'development'),
     listeners: array(listenerSchema, { minItems: 1, description: 'Where the gateway accepts traffic.' }),
-    admin: withDefault(object({ address: withDefault(string({ pattern: ADDRESS, patternName: 'address (host:port)' }), '127.0.0.1:9901') }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }), { address: '127.0.0.1:9901' }),
+    admin: withDefault(
+      object({
+        address: withDefault(string({ pattern: ADDRESS, patternName: 'address (host:port)', description: 'Admin address; loopback unless something outside the gateway keeps it private.' }), '127.0.0.1:9901'),
+        protected_by: optional(oneOf(['network_policy', 'firewall'] as const, {
+          description: 'What keeps a non-loopback admin address private (the admin port has no authentication): a Kubernetes NetworkPolicy (the Helm chart renders one) or a host firewall. Production mode refuses a non-loopback admin address without it.',
+        })),
+      }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }),
+      { address: '127.0.0.1:9901', protected_by: undefined },
+    ),
     workers: withDefault(
       dispatch<number | 'auto'>('integer | "auto"', { description: 'Processes sharing the listeners; auto = one per core.' }, (v) =>
         typeof v === 'number' ? integer({ min: 1, max: 256 }) : oneOf(['auto'] as const)),
@@ -101,6 +110,7 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     trusted_proxies: withDefault(array(cidr(), { description: 'Peers whose X-Forwarded-* and Forwarded headers are believed.' }), []),
     limits: withDefault(limitsSchema, limitsSchema.parse({}, [], [])!),
     log: withDefault(logSchema, logSchema.parse({}, [], [])!),
+    tracing: optional(tracingSchema),
     upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
     routes: array(routeSchema(), { description: 'Routes, matched most specific first.' }),
   };
@@ -113,11 +123,12 @@ export interface CorePolicy {
   version: number;
   mode: 'development' | 'production';
   listeners: Infer<typeof listenerSchema>[];
-  admin: { address: string };
+  admin: { address: string; protected_by?: 'network_policy' | 'firewall' | undefined };
   workers: number | 'auto';
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
   log: Infer<typeof logSchema>;
+  tracing: TracingPolicy | undefined;
   upstreams: Record<string, Infer<typeof upstreamSchema>>;
   routes: (Record<string, unknown> & CoreRoute)[];
 }
@@ -148,7 +159,7 @@ export interface CompiledPolicy {
   readonly written: unknown;
   readonly source: LoadedSource;
   readonly listeners: readonly Listener[];
-  readonly admin: { address: string };
+  readonly admin: { readonly address: string; readonly protected_by?: 'network_policy' | 'firewall' | undefined };
   readonly workers: number;
   readonly limits: Limits;
   readonly trustedProxies: CidrSet;
@@ -201,7 +212,10 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     problems.sort((a, b) => a.line - b.line || a.column - b.column);
     return new PolicyError(problems.map((p) => ({ ...p, message: source.secrets.mask(p.message) })));
   };
-  if (!policy || issues.length) throw fail();
+  if (!policy || issues.length) {
+    referenceProblems(source.value, issues);
+    throw fail();
+  }
 
   const closers: (() => void | Promise<void>)[] = [];
   const readies: Promise<void>[] = [];
@@ -231,7 +245,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
 
     const upstreams = new Map<string, Upstream>();
     for (const [name, cfg] of Object.entries(policy.upstreams)) {
-      const u = new Upstream(name, cfg);
+      const u = new Upstream(name, cfg, env);
       upstreams.set(name, u);
       closers.push(() => u.close());
     }
@@ -341,14 +355,40 @@ function hint(word: string, names: Iterable<string>): string {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):/;
 
-/** The production checklist of the core; filter modules add theirs in their own compile steps. */
+/**
+ * The production checklist of the core; filter modules add theirs in their own compile steps. Every
+ * problem is reported (none stops the others), so `validate --production` prints the whole checklist.
+ */
 function productionChecks(policy: CorePolicy, env: CompileEnv): void {
+  if (policy.mode !== 'production') {
+    env.problem(['mode'], 'production: the policy says `mode: development`; set `mode: production` so the gateway itself refuses insecure settings at start');
+  }
   policy.listeners.forEach((l, i) => {
     if (!l.tls && !l.redirect_to_https && policy.trusted_proxies.length === 0) {
       env.problem(['listeners', i], 'production: a plain-HTTP listener must be redirect_to_https, or sit behind a TLS-terminating proxy listed in trusted_proxies');
     }
   });
-  if (!LOOPBACK.test(policy.admin.address)) {
-    env.problem(['admin', 'address'], 'production: the admin listener must be on a loopback address (it has no authentication)');
+  if (!LOOPBACK.test(policy.admin.address) && policy.admin.protected_by === undefined) {
+    env.problem(
+      ['admin', 'address'],
+      'production: the admin listener (no authentication) is on a non-loopback address; bind it to 127.0.0.1, or set admin.protected_by to what keeps it private (network_policy, firewall)',
+    );
   }
+}
+
+/**
+ * When the schema already failed, still name routes that reference unknown upstreams, so one run of
+ * `validate` lists every problem a user has to fix.
+ */
+function referenceProblems(value: unknown, issues: Issue[]): void {
+  if (!value || typeof value !== 'object') return;
+  const v = value as { upstreams?: unknown; routes?: unknown };
+  const names = v.upstreams && typeof v.upstreams === 'object' ? Object.keys(v.upstreams) : [];
+  if (!Array.isArray(v.routes)) return;
+  v.routes.forEach((route: unknown, i) => {
+    const up = route && typeof route === 'object' ? (route as { upstream?: unknown }).upstream : undefined;
+    if (typeof up === 'string' && !names.includes(up)) {
+      issues.push({ path: ['routes', i, 'upstream'], message: `unknown upstream "${up}"${hint(up, names)}` });
+    }
+  });
 }

@@ -382,7 +382,7 @@ export function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-export function nearest(word: string, candidates: Iterable<string>): string | undefined {
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of candidates) {
@@ -392,5 +392,10 @@ export function nearest(word: string, candidates: Iterable<string>): string | un
       bestDistance = d;
     }
   }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  if (best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3))) return best;
+  // A word that is part of a valid name (`prefix` for `path_prefix`) is a likely abbreviation.
+  if (word.length >= 3) {
+    for (const candidate of candidates) if (candidate.toLowerCase().includes(word.toLowerCase())) return candidate;
+  }
+  return undefined;
 }

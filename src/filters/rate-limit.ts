@@ -338,7 +338,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     config.forEach((name, i) => {
       const l = shared.limits.get(name);
       if (!l) {
-        const near = nearest(name, shared.limits.keys());
+        const near = nearest(name, [...shared.limits.keys()]);
         env.problem([...routePath, 'rate_limit', i], `unknown rate limit "${name}"${near ? ` (did you mean "${near}"?)` : ` (known: ${[...shared.limits.keys()].join(', ') || 'none'})`}`);
       } else if (!limits.includes(l)) limits.push(l);
     });

@@ -19,25 +19,63 @@ export function isLogLevel(value: string): value is LogLevel {
   return (LEVELS as readonly string[]).includes(value);
 }
 
-function destination(target: LogTarget): DestinationStream | null {
+const LEVEL_ALIASES: Record<string, LogLevel> = { warning: 'warn', critical: 'fatal', err: 'error', off: 'silent', none: 'silent' };
+
+/** A level as operators write it (`LOG_LEVEL=WARNING`, `error`, `debug`...), or undefined. */
+export function parseLogLevel(value: string | undefined): LogLevel | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toLowerCase();
+  return isLogLevel(v) ? v : LEVEL_ALIASES[v];
+}
+
+const JWT = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
+const CREDENTIAL = /\b(Bearer|Basic|Digest)\s+[A-Za-z0-9._~+/=-]{4,}/gi;
+const TOKEN_PARAM = /([?&;](?:access_token|id_token|refresh_token|token|api_key|apikey|key|code|password|passwd|secret|client_secret|signature|sig|session)=)[^&#\s"\\]*/gi;
+
+/**
+ * Masks what looks like a credential in a finished log line: JWTs, `Bearer`/`Basic` values, and token
+ * query parameters. Registered secret values are masked separately (SecretRegistry).
+ */
+export function redactCredentials(line: string): string {
+  let out = line;
+  if (out.includes('eyJ')) out = out.replace(JWT, '[redacted]');
+  if (out.includes('=')) out = out.replace(TOKEN_PARAM, '$1[redacted]');
+  if (/bearer|basic|digest/i.test(out)) out = out.replace(CREDENTIAL, '$1 [redacted]');
+  return out;
+}
+
+/** Header names never written to any log, at whatever depth they appear. */
+const REDACT_PATHS = ['authorization', 'cookie', 'set-cookie', 'proxy-authorization', 'x-api-key', 'x-csrf-token'].flatMap((h) =>
+  ['headers', '*.headers', 'requestHeaders', 'upstreamHeaders'].map((p) => (h.includes('-') ? `${p}["${h}"]` : `${p}.${h}`)),
+);
+
+/** Buffered bytes above which lines are dropped (and counted) rather than slowing the request path. */
+const MAX_BUFFER = 16 * 1024 * 1024;
+
+function destination(target: LogTarget, onDrop: () => void): DestinationStream | null {
   if (target === 'off') return null;
-  if (target === 'stdout') return pino.destination({ dest: 1, sync: false });
-  if (target === 'stderr') return pino.destination({ dest: 2, sync: false });
-  return pino.destination({ dest: target, sync: false, mkdir: true });
+  const dest = target === 'stdout' ? 1 : target === 'stderr' ? 2 : target;
+  const stream = pino.destination({ dest, sync: false, mkdir: typeof dest === 'string', maxLength: MAX_BUFFER });
+  (stream as unknown as NodeJS.EventEmitter).on('drop', onDrop);
+  return stream;
 }
 
 export function createLoggers(
   options: { level: LogLevel; access: LogTarget; audit: LogTarget; error: LogTarget },
   secrets: { current: SecretRegistry | null },
+  onDrop: (log: string) => void = () => {},
 ): Loggers {
   const streams = new Map<LogTarget, DestinationStream | null>();
-  const streamFor = (t: LogTarget) => {
-    if (!streams.has(t)) streams.set(t, destination(t));
+  const streamFor = (t: LogTarget, name: string) => {
+    if (!streams.has(t)) streams.set(t, destination(t, () => onDrop(name)));
     return streams.get(t)!;
   };
-  const mask = (line: string) => (secrets.current && secrets.current.size ? secrets.current.mask(line) : line);
+  const mask = (line: string) => {
+    const out = redactCredentials(line);
+    return secrets.current && secrets.current.size ? secrets.current.mask(out) : out;
+  };
   const make = (name: string, target: LogTarget, level: LogLevel): Logger => {
-    const dest = streamFor(target);
+    const dest = streamFor(target, name);
     if (dest === null) return pino({ level: 'silent' });
     return pino(
       {
@@ -45,7 +83,7 @@ export function createLoggers(
         base: { log: name },
         timestamp: pino.stdTimeFunctions.isoTime,
         redact: {
-          paths: ['headers.authorization', 'headers.cookie', 'headers["set-cookie"]', 'headers["proxy-authorization"]', '*.secret', '*.password', 'token'],
+          paths: [...REDACT_PATHS, '*.secret', '*.password', 'token', '*.token'],
           censor: '[redacted]',
         },
         hooks: { streamWrite: mask },
@@ -68,4 +106,19 @@ export function createLoggers(
       }
     },
   };
+}
+
+/**
+ * A crash is written to the error log like any other line (so secrets in an error message are masked,
+ * which Node's default stack print would not do), the buffers are flushed, and the process exits 1.
+ */
+export function logCrashes(log: Logger, flush: () => void): void {
+  const crash = (kind: string) => (err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.fatal({ err: { type: e.name, message: e.message, stack: e.stack, code: (e as NodeJS.ErrnoException).code } }, kind);
+    flush();
+    process.exit(1);
+  };
+  process.once('uncaughtException', crash('uncaught exception'));
+  process.once('unhandledRejection', crash('unhandled promise rejection'));
 }

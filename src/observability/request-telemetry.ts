@@ -1,65 +1,106 @@
-// End-of-request telemetry: metrics by route name (never raw paths, so cardinality stays bounded) and one
-// access-log line; audited routes also write an audit line.
+// End-of-request telemetry: metrics by route name (never raw paths, so cardinality stays bounded), one
+// access-log line, an audit line for audited requests, and an error-log line for upstream failures.
+// Nothing here writes synchronously to a file: pino's destinations buffer and flush in the background.
 import type { Logger } from 'pino';
+import type { CompiledRoute } from '../config/compile.ts';
 import type { RequestContext } from '../proxy/context.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics, RouteMetrics } from './metrics.ts';
+import type { TracingApi } from './telemetry.ts';
 
-const STATUS_CLASS = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+export { statusClass } from './metrics.ts';
 
-export function statusClass(status: number): string {
-  return STATUS_CLASS[Math.floor(status / 100)] ?? 'other';
+/** What an audit line says happened. */
+export function auditOutcome(ctx: RequestContext, status: number): 'succeeded' | 'denied' | 'failed' {
+  if (ctx.deny !== null && ctx.deny.filter !== 'upstream') return 'denied';
+  return status >= 400 ? 'failed' : 'succeeded';
 }
 
 export class RequestTelemetry {
   readonly #metrics: Metrics;
   readonly #access: Logger;
   readonly #audit: Logger;
+  readonly #log: Logger | null;
+  readonly #tracing: TracingApi | null;
   readonly #accessOn: boolean;
+  readonly #auditOn: boolean;
+  readonly #byRoute = new WeakMap<CompiledRoute, RouteMetrics>();
+  readonly #noRoute: RouteMetrics;
 
-  constructor(metrics: Metrics, access: Logger, audit: Logger) {
+  constructor(metrics: Metrics, access: Logger, audit: Logger, log: Logger | null = null, tracing: TracingApi | null = null) {
     this.#metrics = metrics;
     this.#access = access;
     this.#audit = audit;
+    this.#log = log;
+    this.#tracing = tracing;
     this.#accessOn = access.isLevelEnabled('info');
+    this.#auditOn = audit.isLevelEnabled('info');
+    this.#noRoute = metrics.route('none');
+  }
+
+  #routeMetrics(route: CompiledRoute | null): RouteMetrics {
+    if (route === null) return this.#noRoute;
+    let m = this.#byRoute.get(route);
+    if (m === undefined) {
+      m = this.#metrics.route(route.name);
+      this.#byRoute.set(route, m);
+    }
+    return m;
   }
 
   onRequestEnd(ctx: RequestContext): void {
     const status = ctx.status === 0 ? 499 : ctx.status;
-    const route = ctx.route?.name ?? 'none';
+    const routeName = ctx.route?.name ?? 'none';
     const seconds = (performance.now() - ctx.startTime) / 1000;
-    const labels = { route, method: ctx.method, status_class: statusClass(status) };
-    this.#metrics.requests.inc(labels);
-    this.#metrics.requestDuration.observe(labels, seconds);
-    if (ctx.deny !== null) this.#metrics.denies.inc({ route, filter: ctx.deny.filter, reason: ctx.deny.reason });
+    this.#routeMetrics(ctx.route).observe(ctx.method, status, seconds);
+    const deny = ctx.deny;
+    if (deny !== null) {
+      this.#metrics.denies.inc({ route: routeName, filter: deny.filter, reason: deny.reason });
+      if (deny.filter === 'upstream' && this.#log !== null && deny.reason !== 'client_closed_request') {
+        this.#log.warn({ request_id: ctx.id, route: routeName, upstream: ctx.route?.upstream?.name, reason: deny.reason, status }, 'upstream request failed');
+      }
+    }
+    const traceId = this.#tracing === null ? undefined : this.#tracing.traceId(ctx);
     if (this.#accessOn) {
       this.#access.info({
         request_id: ctx.id,
+        trace_id: traceId,
         client_ip: ctx.clientIp,
         method: ctx.method,
         host: ctx.host,
         path: ctx.path,
-        route,
+        protocol: ctx.httpVersion,
+        route: routeName,
         status,
         duration_ms: Math.round(seconds * 100_000) / 100,
+        upstream: ctx.route?.upstream?.name,
         upstream_status: ctx.upstreamStatus || undefined,
+        upstream_duration_ms: ctx.upstreamDurationMs >= 0 ? Math.round(ctx.upstreamDurationMs * 100) / 100 : undefined,
         subject: ctx.subject ?? undefined,
-        deny_reason: ctx.deny?.reason,
-        deny_filter: ctx.deny?.filter,
+        deny_reason: deny?.reason,
+        deny_filter: deny?.filter,
       });
     }
     if (ctx.audit !== null) {
-      this.#audit.info({
-        request_id: ctx.id,
-        action: ctx.audit,
-        subject: ctx.subject,
-        client_ip: ctx.clientIp,
-        method: ctx.method,
-        path: ctx.path,
-        route,
-        status,
-        outcome: ctx.deny !== null ? 'denied' : status >= 400 ? 'failed' : 'succeeded',
-        reason: ctx.deny?.reason,
-      });
+      const outcome = auditOutcome(ctx, status);
+      this.#metrics.auditEvents.inc({ action: ctx.audit, outcome });
+      if (this.#auditOn) {
+        this.#audit.info({
+          request_id: ctx.id,
+          trace_id: traceId,
+          action: ctx.audit,
+          subject: ctx.subject,
+          client_ip: ctx.clientIp,
+          method: ctx.method,
+          host: ctx.host,
+          path: ctx.path,
+          route: routeName,
+          status,
+          upstream_status: ctx.upstreamStatus || undefined,
+          outcome,
+          reason: deny?.reason,
+          filter: deny?.filter,
+        });
+      }
     }
   }
 }

@@ -34,15 +34,19 @@ export function writeProblem(
     res.destroy();
     return;
   }
-  const body = ctx.method === 'HEAD' ? '' : problemBody(status, reason, ctx.id, detail);
+  // 204: a gateway answer that is not a refusal (an allowed CORS preflight) carries no body.
+  const bodyless = status === 204;
+  const body = ctx.method === 'HEAD' || bodyless ? '' : problemBody(status, reason, ctx.id, detail);
   const head: ResponseHead = {
     status,
-    headers: {
-      'content-type': 'application/problem+json',
-      'cache-control': 'no-store',
-      'content-length': String(Buffer.byteLength(body || problemBody(status, reason, ctx.id, detail))),
-      ...extraHeaders,
-    },
+    headers: bodyless
+      ? { ...extraHeaders }
+      : {
+          'content-type': 'application/problem+json',
+          'cache-control': 'no-store',
+          'content-length': String(Buffer.byteLength(body || problemBody(status, reason, ctx.id, detail))),
+          ...extraHeaders,
+        },
   };
   finish(ctx, head);
   ctx.status = head.status;

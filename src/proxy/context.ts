@@ -11,6 +11,24 @@ export interface ResponseHead {
   headers: HeaderMap;
 }
 
+/**
+ * Inspects a request body while it streams to the upstream (multipart part checks). Throwing a
+ * `BodyRejectedError` aborts the upstream request and answers the client with its status and reason.
+ */
+export type BodyFilter = (ctx: RequestContext, body: AsyncIterable<Buffer>) => AsyncIterable<Buffer>;
+
+/** Thrown by a BodyFilter: the request body broke a rule; the client gets `status` with `reason`. */
+export class BodyRejectedError extends Error {
+  readonly code = 'REQUEST_BODY_REJECTED';
+  readonly status: number;
+  readonly reason: string;
+  constructor(status: number, reason: string) {
+    super(`request body rejected: ${reason}`);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
 export interface DenyRecord {
   filter: string;
   reason: string;
@@ -25,6 +43,8 @@ export class RequestContext {
   path: string;
   /** Query string with its `?`, or ''. */
   query: string;
+  /** Path sent upstream when a rewrite changed it (`path` stays what the client asked for), else null. */
+  upstreamPath: string | null;
   /** Host as addressed by the client, lower-case, without port. */
   host: string;
   /** Host header value as sent (with port), forwarded to the upstream. */
@@ -60,6 +80,8 @@ export class RequestContext {
   audit: string | null;
   /** Tracing span of the request when tracing is on (observability owns its type). */
   span: unknown;
+  /** Set by a request filter to inspect the body as it streams (body limits), else null. */
+  bodyFilter: BodyFilter | null;
 
   constructor(
     method: string,
@@ -74,6 +96,7 @@ export class RequestContext {
     this.method = method;
     this.path = '';
     this.query = '';
+    this.upstreamPath = null;
     this.host = '';
     this.authority = '';
     this.scheme = scheme;
@@ -93,5 +116,6 @@ export class RequestContext {
     this.claims = null;
     this.audit = null;
     this.span = null;
+    this.bodyFilter = null;
   }
 }

@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { CompiledRoute } from '../config/compile.ts';
 import type { RequestContext, ResponseHead } from './context.ts';
 import { responseHeadersFrom } from './headers.ts';
+import type { Target } from './balancer.ts';
 import type { Upstream } from './upstream.ts';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -38,6 +39,10 @@ export function classifyUpstreamError(err: Error & { code?: string }): { status:
       return { status: 502, reason: 'upstream_unreachable' };
     case 'REQUEST_BODY_TOO_LARGE':
       return { status: 413, reason: 'body_too_large' };
+    case 'REQUEST_BODY_REJECTED': {
+      const rejected = err as Error & { status: number; reason: string };
+      return { status: rejected.status, reason: rejected.reason };
+    }
     case 'CLIENT_ABORTED':
       return { status: 499, reason: 'client_closed_request' };
     default:
@@ -75,14 +80,41 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly sink: ForwardSink;
   readonly upstream: Upstream;
   readonly started: number;
+  readonly options: Dispatcher.DispatchOptions & { servername?: string };
+  readonly hasBody: boolean;
   clientGone = false;
+  /** The target of the current attempt; `live` until its outcome was given back to the upstream. */
+  target: Target;
+  live = false;
+  answered = false;
+  /** Retries so far, and the bit set of targets tried (a retry goes elsewhere). */
+  attempt = 0;
+  tried = 0;
 
-  constructor(ctx: RequestContext, res: ClientResponse, sink: ForwardSink, upstream: Upstream) {
+  constructor(ctx: RequestContext, res: ClientResponse, sink: ForwardSink, upstream: Upstream, target: Target, options: Dispatcher.DispatchOptions & { servername?: string }, hasBody: boolean) {
     this.ctx = ctx;
     this.res = res;
     this.sink = sink;
     this.upstream = upstream;
     this.started = performance.now();
+    this.target = target;
+    this.options = options;
+    this.hasBody = hasBody;
+  }
+
+  dispatch(target: Target): void {
+    this.target = target;
+    this.tried |= 1 << target.index;
+    this.live = true;
+    if (target.servername !== this.options.servername) this.options.servername = target.servername;
+    target.dispatch(this.options, this);
+  }
+
+  release(): void {
+    if (!this.live) return;
+    this.live = false;
+    this.upstream.released(this.target);
+    if (this.attempt > 0) this.upstream.retryEnded();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -92,6 +124,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx informational: the gateway handles 100-continue itself
+    this.answered = true;
+    this.upstream.succeeded(this.target);
     const elapsed = performance.now() - this.started;
     this.ctx.upstreamStatus = statusCode;
     this.ctx.upstreamDurationMs = elapsed;
@@ -119,23 +153,49 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.release();
     const res = this.res;
+    let sent = false;
     for (const _name in trailers) {
       res.addTrailers(trailers as Record<string, string>);
+      sent = true;
       break;
+    }
+    if (!sent && this.upstream.http2) {
+      // undici 7 hands HTTP/2 trailers over as an object that its own parser then drops (it expects the
+      // raw [name, value] list of HTTP/1.1): take them from the controller, or grpc-status would be lost.
+      const raw = (controller as { rawTrailers?: unknown }).rawTrailers;
+      if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) res.addTrailers(raw as Record<string, string>);
     }
     res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    this.release();
     const res = this.res;
     if (this.clientGone || error.code === 'CLIENT_ABORTED') {
       this.ctx.status = 499;
       return;
     }
     const { status, reason } = classifyUpstreamError(error);
-    if (reason !== 'body_too_large') this.sink.upstreamError(this.upstream, reason);
+    if (!this.answered) {
+      const upstream = this.upstream;
+      upstream.failed(this.target, status === 502 || status === 504, reason);
+      // Nothing reached the client and nothing of a body was sent: another target may answer instead.
+      if (!res.headersSent && upstream.mayRetry(this.attempt, this.ctx.method, this.hasBody, error.code)) {
+        const next = upstream.pick(this.tried);
+        upstream.retryStarted(next !== null);
+        if (next !== null) {
+          this.sink.upstreamError(upstream, reason);
+          this.attempt++;
+          this.controller = null;
+          this.dispatch(next);
+          return;
+        }
+      }
+    }
+    if (reason !== 'body_too_large' && error.code !== 'REQUEST_BODY_REJECTED') this.sink.upstreamError(this.upstream, reason);
     if (!res.headersSent) {
       this.sink.fail(this.ctx, res, status, reason);
     } else {
@@ -153,16 +213,22 @@ export function forward(
   res: ClientResponse,
   sink: ForwardSink,
 ): void {
-  const handler = new ForwardHandler(ctx, res, sink, upstream);
-  res.once('close', () => {
-    if (!res.writableFinished) {
-      handler.clientGone = true;
-      handler.controller?.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
-    }
-  });
-  const body = hasBody(req) ? limitedBody(req, route.maxBodySize) : null;
+  const target = upstream.pick(0);
+  if (target === null) {
+    sink.upstreamError(upstream, 'no_healthy_upstream');
+    sink.fail(ctx, res, 503, 'no_healthy_upstream');
+    return;
+  }
+  if (upstream.http2) {
+    // gRPC needs `te: trailers` end to end; HTTP/2 allows exactly that value of this hop-by-hop header.
+    const te = ctx.requestHeaders.te;
+    if (typeof te === 'string' && /\btrailers\b/i.test(te)) ctx.upstreamHeaders.te = 'trailers';
+  }
+  const bodyPresent = hasBody(req);
+  let body: AsyncIterable<Buffer> | null = bodyPresent ? limitedBody(req, route.maxBodySize) : null;
+  if (body !== null && ctx.bodyFilter !== null) body = ctx.bodyFilter(ctx, body);
   const options: Dispatcher.DispatchOptions = {
-    path: ctx.query === '' ? ctx.path : ctx.path + ctx.query,
+    path: ctx.query === '' ? (ctx.upstreamPath ?? ctx.path) : (ctx.upstreamPath ?? ctx.path) + ctx.query,
     method: ctx.method as Dispatcher.HttpMethod,
     headers: ctx.upstreamHeaders as Record<string, string | string[]>,
     // undici streams async iterables (with backpressure) though its types list only Readable.
@@ -172,5 +238,12 @@ export function forward(
     options.headersTimeout = route.timeoutMs;
     options.bodyTimeout = route.timeoutMs;
   }
-  upstream.pool.dispatch(options, handler);
+  const handler = new ForwardHandler(ctx, res, sink, upstream, target, options, bodyPresent);
+  res.once('close', () => {
+    if (!res.writableFinished) {
+      handler.clientGone = true;
+      handler.controller?.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
+    }
+  });
+  handler.dispatch(target);
 }

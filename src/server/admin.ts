@@ -37,7 +37,7 @@ export async function startAdmin(address: string, handlers: AdminHandlers): Prom
           res.writeHead(200, { 'content-type': m.contentType });
           res.end(m.body);
         },
-        () => json(res, 500, { status: 500, reason: 'metrics_unavailable' }),
+        (err: unknown) => json(res, 500, { status: 500, reason: 'metrics_unavailable', detail: err instanceof Error ? err.message : String(err) }),
       );
       return;
     }

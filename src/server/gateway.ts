@@ -20,6 +20,10 @@ import { proxyUpgrade } from '../proxy/websocket.ts';
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
 
 export interface RequestObserver {
+  /** Called once per request, after the peer is identified and before any filter runs (tracing). */
+  onRequestStart?(ctx: RequestContext): void;
+  /** Called when the request is sent to `upstream`, after its headers are final (tracing). */
+  onForward?(ctx: RequestContext, upstream: Upstream): void;
   /** Called once per request when its response is finished or the client went away. */
   onRequestEnd(ctx: RequestContext): void;
 }
@@ -93,13 +97,13 @@ export class Gateway implements ForwardSink {
     const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
     const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
     res.once('close', () => this.#end(policy, use, ctx));
-    if (draining(this, res)) res.setHeader('connection', 'close');
 
     const identity = identifyClient(peer, req.headers, policy.trustedProxies);
     ctx.clientIp = identity.clientIp;
     ctx.peerTrusted = identity.trusted;
     if (identity.proto !== null) ctx.scheme = identity.proto;
     ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+    for (const o of this.observers) o.onRequestStart?.(ctx);
 
     if (policy.globalRequest !== null) {
       const v = runChain(policy.globalRequest, policy.globalNames, ctx);
@@ -172,6 +176,7 @@ export class Gateway implements ForwardSink {
     if (headers.host === undefined) headers.host = ctx.authority;
     setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
     if (expectContinue) (res as ServerResponse).writeContinue();
+    for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
   }
 
@@ -182,6 +187,7 @@ export class Gateway implements ForwardSink {
     const use = this.#uses.get(policy)!;
     use.inflight++;
     this.#inflight++;
+    this.metrics.inflight.inc(); // #end decrements it for upgrades too
     const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
     const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
     let ended = false;
@@ -196,6 +202,7 @@ export class Gateway implements ForwardSink {
     ctx.peerTrusted = identity.trusted;
     if (identity.proto !== null) ctx.scheme = identity.proto;
     ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+    for (const o of this.observers) o.onRequestStart?.(ctx);
     const refuse = (status: number, reason: string) => {
       this.#refuse(ctx, res, status, reason);
       res.once('finish', () => socket.end());
@@ -229,6 +236,7 @@ export class Gateway implements ForwardSink {
       headers.connection = 'upgrade';
       headers.upgrade = req.headers.upgrade;
       setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+      for (const o of this.observers) o.onForward?.(ctx, route.upstream);
       proxyUpgrade(ctx, route.upstream, socket, head, (status, reason) => {
         this.upstreamError(route.upstream!, reason);
         refuse(status, reason);
@@ -264,6 +272,8 @@ export class Gateway implements ForwardSink {
 
   readonly #finishHead = (ctx: RequestContext, head: ResponseHead): void => {
     const headers = head.headers;
+    // Draining: tell HTTP/1.1 clients to go elsewhere after this response (HTTP/2 gets GOAWAY instead).
+    if (this.draining && ctx.httpVersion.charCodeAt(0) === 0x31 /* '1' */) headers.connection = 'close';
     const extra = ctx.responseHeaders;
     for (const name in extra) headers[name] = extra[name];
     const route = ctx.route;
@@ -275,7 +285,7 @@ export class Gateway implements ForwardSink {
   }
 
   upstreamAnswered(upstream: Upstream, seconds: number): void {
-    this.metrics.upstreamDuration.observe({ upstream: upstream.name }, seconds);
+    this.metrics.upstream(upstream.name).observe(seconds);
   }
 
   #end(policy: CompiledPolicy, use: PolicyUse, ctx: RequestContext): void {
@@ -286,10 +296,6 @@ export class Gateway implements ForwardSink {
     this.#inflight--;
     if (this.#inflight === 0 && this.#idleWaiters.length) for (const w of this.#idleWaiters.splice(0)) w();
   }
-}
-
-function draining(gateway: Gateway, res: ClientResponse): boolean {
-  return gateway.draining && 'setHeader' in res && (res as ServerResponse).req?.httpVersionMajor === 1;
 }
 
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */

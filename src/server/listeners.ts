@@ -127,6 +127,8 @@ export async function startListener(
     headersTimeout: limits.header_timeout,
     keepAliveTimeout: limits.keep_alive_timeout,
     requireHostHeader: true,
+    // Node checks header/request timeouts on this interval (30 s by default): keep it finer than the limits.
+    connectionsCheckingInterval: Math.max(250, Math.min(1_000, Math.floor(limits.header_timeout / 2))),
   };
 
   let server: AnyServer;
@@ -198,6 +200,11 @@ export async function startListener(
   }
 
   const sockets = new Set<Duplex>();
+  const sessions = new Set<import('node:http2').ServerHttp2Session>();
+  server.on('session', (session: import('node:http2').ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -228,13 +235,15 @@ export async function startListener(
     stopAccepting() {
       for (const f of watched) unwatchFile(f);
       return new Promise((resolve) => {
-        server.close(() => resolve());
+        // Keep closing connections as they turn idle, so a finished keep-alive client cannot hold the exit.
+        const sweep = setInterval(() => (server as Server).closeIdleConnections?.(), 100);
+        server.close(() => {
+          clearInterval(sweep);
+          resolve();
+        });
         (server as Server).closeIdleConnections?.();
-        // HTTP/2 sessions: ask each to finish its streams and go away.
-        for (const sock of sockets) {
-          const session = (sock as Socket & { session?: { close(): void } }).session;
-          session?.close();
-        }
+        // HTTP/2 sessions: GOAWAY, let open streams finish.
+        for (const session of sessions) session.close();
       });
     },
     destroy() {

@@ -8,10 +8,11 @@ import { AggregatorRegistry } from 'prom-client';
 import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
 import { PolicyError } from '../config/errors.ts';
 import { SecretRegistry } from '../config/secrets.ts';
-import { createLoggers, isLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
+import { createLoggers, logCrashes, parseLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { RequestTelemetry } from '../observability/request-telemetry.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
+import { tracingSettings } from '../observability/tracing-config.ts';
 import { startAdmin } from './admin.ts';
 import { Gateway } from './gateway.ts';
 import { startListener, type RunningListener } from './listeners.ts';
@@ -27,15 +28,18 @@ type WorkerMessage =
   | { type: 'portcullis:reload' }
   | { type: 'portcullis:reloaded'; ok: boolean; hash?: string; errors?: string[] };
 
+/** LOG_LEVEL (trace, debug, info, warn/warning, error, fatal/critical, silent) wins over the policy. */
 function levelFromEnv(fallback: LogLevel): LogLevel {
-  const v = process.env.LOG_LEVEL?.toLowerCase();
-  return v && isLogLevel(v) ? v : fallback;
+  return parseLogLevel(process.env.LOG_LEVEL) ?? fallback;
 }
 
 function makeTelemetry(policy: CompiledPolicy | null, secrets: { current: SecretRegistry | null }): { telemetry: Telemetry; loggers: Loggers } {
   const log = policy?.policy.log ?? { level: 'info' as const, access: 'stdout', audit: 'stderr', error: 'stderr' };
-  const loggers = createLoggers({ level: levelFromEnv(log.level), access: log.access, audit: log.audit, error: log.error }, secrets);
-  return { telemetry: { log: loggers.error, audit: loggers.audit, metrics: new Metrics() }, loggers };
+  const metrics = new Metrics();
+  const loggers = createLoggers({ level: levelFromEnv(log.level), access: log.access, audit: log.audit, error: log.error }, secrets, (name) =>
+    metrics.logDropped.inc({ log: name }),
+  );
+  return { telemetry: { log: loggers.error, audit: loggers.audit, metrics }, loggers };
 }
 
 function problemsOf(err: unknown): string[] {
@@ -67,20 +71,39 @@ export async function start(options: StartOptions): Promise<void> {
 async function startServing(file: string, announce: (line: string) => void, isWorker: boolean): Promise<void> {
   const secrets: { current: SecretRegistry | null } = { current: null };
   const first = bootstrap(file);
-  const { telemetry, loggers } = makeTelemetry(first, secrets);
+  const made = makeTelemetry(first, secrets);
+  const loggers = made.loggers;
+  // Tracing is read at start (a reload does not change it). Off: the OpenTelemetry modules are never loaded.
+  const traceSettings = tracingSettings(first.policy.tracing);
+  const tracing = traceSettings === null ? null : (await import('../observability/tracing.ts')).createTracing(traceSettings, made.telemetry.log);
+  const telemetry: Telemetry = { ...made.telemetry, tracing };
   await first.close();
   let policy = loadAndCompile(file, { telemetry });
   secrets.current = policy.source.secrets;
   await policy.ready;
   const log = telemetry.log;
+  logCrashes(log, () => loggers.flush());
   const gateway = new Gateway(policy, telemetry);
-  gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit));
+  if (tracing !== null) gateway.observers.push(tracing); // ends the spans before the access line reads the trace id
+  gateway.observers.push(new RequestTelemetry(telemetry.metrics, loggers.access, loggers.audit, telemetry.log, tracing));
   telemetry.metrics.setPolicy(policy.hash);
-  if (isWorker) AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+  if (isWorker) {
+    // Constructing one installs prom-client's worker-side listener that answers the primary's scrapes.
+    void new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([telemetry.metrics.registry]);
+  }
 
   if (policy.mode === 'development' && !isWorker) {
-    log.warn('development mode: insecure settings are allowed; set `mode: production` before exposing this gateway');
+    log.warn('DEVELOPMENT MODE: insecure settings are allowed; set `mode: production` and run `portcullis validate --production` before exposing this gateway');
+    // A banner for a human at a terminal; piped stderr (log collectors, tests) keeps one JSON line per entry.
+    if (process.stderr.isTTY) {
+      process.stderr.write(
+        '\n*** PORTCULLIS IS RUNNING IN DEVELOPMENT MODE: INSECURE SETTINGS ARE ALLOWED ***\n' +
+          '*** do not expose it; set `mode: production` and run `portcullis validate --production FILE` first ***\n\n',
+      );
+    }
   }
+  if (traceSettings !== null && !isWorker) log.info({ service: traceSettings.serviceName, sampler: traceSettings.sampler.kind }, 'tracing on: OTLP/HTTP export');
 
   const listeners: RunningListener[] = [];
   for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log));
@@ -158,6 +181,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
     clearTimeout(timer);
     await admin?.close();
     await gateway.close();
+    await tracing?.shutdown(); // exports the spans still batched
     loggers.flush();
     process.exit(0);
   };
@@ -194,6 +218,7 @@ async function startPrimary(file: string, count: number, announce: (line: string
   const { telemetry, loggers } = makeTelemetry(policy, secrets);
   await policy.close();
   const log = telemetry.log;
+  logCrashes(log, () => loggers.flush());
   const aggregator = new AggregatorRegistry();
   let draining = false;
   const live = new Set<Worker>();

@@ -23,6 +23,7 @@ admin: { address: 127.0.0.1:0 }
 limits:
   max_headers: 20
   max_body_size: 1KiB
+  header_timeout: 1s
 upstreams:
   app: { url: "${upstream.url}" }
   slow: { url: "${slow.url}", timeout: 500ms }
@@ -193,6 +194,45 @@ describe('forwarding', () => {
     });
     expect(reply).toMatch(/^HTTP\/1\.1 101/);
     expect(reply).toContain('echo:ping');
+  });
+});
+
+describe('slow and departing clients', () => {
+  it('aborts the upstream request when the client goes away', async () => {
+    let upstreamSawClose = false;
+    upstream.handler = (_req, res) => {
+      res.on('close', () => (upstreamSawClose = true));
+    };
+    const { port } = new URL(gw.url);
+    const s = connect(Number(port), '127.0.0.1');
+    s.write('GET /api/hang HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise<void>((r) => {
+      const t = setInterval(() => {
+        if (upstream.received.length) {
+          clearInterval(t);
+          r();
+        }
+      }, 10);
+    });
+    s.destroy();
+    for (let i = 0; i < 100 && !upstreamSawClose; i++) await new Promise((r) => setTimeout(r, 20));
+    upstream.handler = null;
+    expect(upstreamSawClose).toBe(true);
+  });
+
+  it('closes a connection whose request head is not complete within header_timeout (408)', async () => {
+    const { port } = new URL(gw.url);
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve) => {
+      const s = connect(Number(port), '127.0.0.1');
+      let data = '';
+      s.setEncoding('latin1').on('data', (d: string) => (data += d));
+      s.on('close', () => resolve(data));
+      s.write('GET /api/slowloris HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n');
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    if (answer) expect(statusOf(answer)).toBe(408);
+    expect(upstream.received).toHaveLength(0);
   });
 });
 

@@ -94,3 +94,14 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
     proc.once('exit', (code) => res({ code, stdout, stderr }));
   });
 }
+
+/** Polls until `probe` returns a value (logs are written asynchronously). */
+export async function waitFor<T>(probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 5_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('waitFor: condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

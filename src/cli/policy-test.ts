@@ -1,0 +1,183 @@
+// `portcullis test POLICY CASES.yaml`: runs policy test cases through the compiled policy in-process (the
+// same router and filter chains the gateway runs, no listener, no upstream) and compares the outcome with
+// what each case expects. Claims in a case are minted into a token signed with the provider's key.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { LineCounter, parseDocument, isSeq, type Node } from 'yaml';
+import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { parseDuration } from '../config/schema.ts';
+import { runChain } from '../filters/chain.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { RequestContext } from '../proxy/context.ts';
+import { upstreamHeadersFrom } from '../proxy/headers.ts';
+import { normalizeTarget } from '../proxy/normalize.ts';
+import { hostname } from '../server/gateway.ts';
+import { quietTelemetry } from './quiet-telemetry.ts';
+import { mintToken } from './token.ts';
+
+export interface SimulatedRequest {
+  method?: string;
+  /** Path with optional query, or an absolute URL. */
+  path: string;
+  host?: string;
+  headers?: Record<string, string>;
+  clientIp?: string;
+}
+
+export interface Outcome {
+  status: number;
+  /** null when the request would be forwarded. */
+  reason: string | null;
+  filter: string | null;
+  headers: Record<string, string | string[] | undefined>;
+  ctx: RequestContext | null;
+}
+
+/** What the gateway would do with a request: forward (status 0, reason null) or answer with a reason. */
+export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequest): Promise<Outcome> {
+  const method = (req.method ?? 'GET').toUpperCase();
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v;
+  const host = req.host ?? headers.host ?? 'localhost';
+  headers.host = host;
+  const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', 'https', performance.now());
+  ctx.upstreamHeaders = upstreamHeadersFrom(headers, false);
+  const answer = (status: number, reason: string, filter: string, extra: Record<string, string | string[] | undefined> = {}): Outcome =>
+    ({ status, reason, filter, headers: { ...ctx.responseHeaders, ...extra }, ctx });
+  if (policy.globalRequest !== null) {
+    const d = await runChain(policy.globalRequest, policy.globalNames, ctx);
+    if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
+  }
+  const target = normalizeTarget(req.path);
+  if (typeof target === 'string') return answer(400, target, 'gateway');
+  ctx.path = target.path;
+  ctx.query = target.query;
+  ctx.authority = host;
+  ctx.host = hostname(host);
+  const route = policy.router.match(ctx.host, method, ctx.path);
+  if (route === null) return answer(404, 'route_not_found', 'gateway');
+  ctx.route = route;
+  if (route.request !== null) {
+    const d = await runChain(route.request, route.requestNames, ctx);
+    if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
+  }
+  if (route.upstream === null) return answer(404, 'route_not_found', 'gateway');
+  return { status: 0, reason: null, filter: null, headers: ctx.responseHeaders, ctx };
+}
+
+// ---- cases file ----
+
+interface SigningKey {
+  secret?: string;
+  secretEncoding?: 'utf8' | 'base64' | 'base64url' | 'hex';
+  privateKey?: string;
+  kid?: string;
+  alg?: string;
+}
+
+interface CaseResult {
+  line: number;
+  name: string;
+  ok: boolean;
+  message: string;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+}
+
+/** The key a case's claims are signed with: the provider's first inline secret, or `signing_keys` in the cases file. */
+function signingKeysOf(policy: CompiledPolicy, fromCases: Record<string, unknown>, casesDir: string): Map<string, SigningKey> {
+  const out = new Map<string, SigningKey>();
+  const auth = (policy.policy as Record<string, unknown>).auth as { providers?: Record<string, { jwt?: { keys?: { kid?: string; secret?: string; secret_encoding?: SigningKey['secretEncoding']; algorithm?: string }[]; algorithms: string[] } }> } | undefined;
+  for (const [name, p] of Object.entries(auth?.providers ?? {})) {
+    const k = p.jwt?.keys?.find((key) => key.secret !== undefined);
+    if (k) out.set(name, { secret: k.secret, secretEncoding: k.secret_encoding, kid: k.kid, alg: k.algorithm ?? p.jwt!.algorithms.find((a) => a.startsWith('HS')) });
+  }
+  for (const [name, raw] of Object.entries(fromCases)) {
+    const v = raw as Record<string, unknown>;
+    const file = str(v.private_key_file);
+    out.set(name, {
+      secret: str(v.secret),
+      privateKey: file !== undefined ? readFileSync(resolve(casesDir, file), 'utf8') : str(v.private_key),
+      kid: str(v.kid),
+      alg: str(v.algorithm),
+    });
+  }
+  return out;
+}
+
+function defaultProviderOf(policy: CompiledPolicy): string | undefined {
+  const auth = (policy.policy as Record<string, unknown>).auth as { default?: string | { provider: string }; providers?: Record<string, unknown> } | undefined;
+  const d = auth?.default;
+  if (d !== undefined) return typeof d === 'string' ? d : d.provider;
+  const names = Object.keys(auth?.providers ?? {});
+  return names.length === 1 ? names[0] : undefined;
+}
+
+export async function runPolicyTests(policyFile: string, casesFile: string): Promise<{ ok: boolean; output: string; results: CaseResult[] }> {
+  const text = readFileSync(casesFile, 'utf8');
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    const pos = lineCounter.linePos(e.pos[0]);
+    return { ok: false, output: `${casesFile}:${pos.line}:${pos.col}: YAML: ${e.message.split('\n')[0]}\n`, results: [] };
+  }
+  const root = (doc.toJS() ?? {}) as { cases?: unknown[]; signing_keys?: Record<string, unknown>; env?: Record<string, unknown> };
+  const casesNode = doc.get('cases', true) as Node | undefined;
+  if (!Array.isArray(root.cases) || !isSeq(casesNode)) return { ok: false, output: `${casesFile}:1:1: expected a "cases" list\n`, results: [] };
+
+  // `env:` in the cases file gives test values to variables the policy references and the environment lacks.
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(root.env ?? {})) env[k] = String(v);
+  const policy = loadAndCompile(policyFile, { telemetry: quietTelemetry(new Metrics({ defaultMetrics: false })) }, { ...env, ...process.env });
+  const results: CaseResult[] = [];
+  try {
+    await policy.ready;
+    const keys = signingKeysOf(policy, root.signing_keys ?? {}, dirname(resolve(casesFile)));
+    const fallbackProvider = defaultProviderOf(policy);
+    for (let i = 0; i < root.cases.length; i++) {
+      const c = (root.cases[i] ?? {}) as Record<string, unknown>;
+      const node = casesNode.items[i] as Node | undefined;
+      const line = node?.range ? lineCounter.linePos(node.range[0]).line : 0;
+      const name = str(c.name) ?? `case ${i + 1}`;
+      const fail = (message: string) => results.push({ line, name, ok: false, message });
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries((c.headers ?? {}) as Record<string, unknown>)) headers[k] = String(v);
+      if (c.claims !== undefined) {
+        const provider = str(c.provider) ?? fallbackProvider;
+        const key = provider !== undefined ? keys.get(provider) : undefined;
+        if (key === undefined) {
+          fail(`cannot mint a token: no signing key for provider ${provider ?? '(none)'}; give signing_keys.${provider ?? 'NAME'} in the cases file`);
+          continue;
+        }
+        const ttl = c.token_ttl !== undefined ? parseDuration(String(c.token_ttl)) : 15 * 60_000;
+        const token = await mintToken({ ...key, claims: c.claims as Record<string, unknown>, ttlMs: ttl ?? 15 * 60_000 });
+        headers.authorization = `Bearer ${token}`;
+      }
+      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers });
+      const expect = c.expect;
+      const got = out.reason === null ? 'allowed' : `${out.status} ${out.reason}`;
+      if (expect === 'allowed' || expect === 'allow') {
+        if (out.reason !== null) fail(`expected allowed, got ${got}`);
+        else results.push({ line, name, ok: true, message: 'allowed' });
+      } else if (expect !== null && typeof expect === 'object') {
+        const e = expect as { status?: number; reason?: string };
+        const statusOk = e.status === undefined || e.status === out.status;
+        const reasonOk = e.reason === undefined || e.reason === out.reason;
+        if (out.reason === null || !statusOk || !reasonOk) fail(`expected ${e.status ?? ''}${e.status !== undefined && e.reason !== undefined ? ' ' : ''}${e.reason ?? ''}, got ${got}`);
+        else results.push({ line, name, ok: true, message: got });
+      } else {
+        fail('"expect" must be "allowed" or { status, reason }');
+      }
+    }
+  } finally {
+    await policy.close();
+  }
+  const failed = results.filter((r) => !r.ok);
+  let output = '';
+  for (const r of failed) output += `${casesFile}:${r.line}: ${r.name}: ${r.message}\n`;
+  output += `${results.length - failed.length} passed, ${failed.length} failed (${casesFile})\n`;
+  return { ok: failed.length === 0, output, results };
+}

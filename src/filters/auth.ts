@@ -1,0 +1,147 @@
+// Authentication: the `auth` section names providers (JWT verification or an external forward-auth
+// service) and a default; each route uses the default, names a provider, or says `auth: none`. Without an
+// `auth` section routes are unauthenticated (development); with providers but no `default`, every route
+// must say which it uses; `default: none` leaves silent routes open in development only: production mode
+// refuses any route that is not authenticated and does not say `auth: none` explicitly. Client-sent copies of every header a provider
+// sets upstream are removed on every route, authenticated or not.
+import { either, object, optional, record, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import type { AuthProvider } from '../auth/provider.ts';
+import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
+import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
+import { defineFilter, type CompileEnv } from './types.ts';
+
+const NAME = /^[A-Za-z0-9_.-]+$/;
+
+const providerRef = either(
+  string({ pattern: NAME, patternName: 'provider name (or none)', description: '`none`, or a provider name.' }),
+  object({ provider: string({ pattern: NAME, patternName: 'provider name', description: 'Name of a provider under auth.providers.' }) }),
+  { description: '`none`, a provider name, or `{ provider: NAME }`.' },
+);
+type ProviderRef = Infer<typeof providerRef>;
+
+const providerSchema = object(
+  {
+    jwt: optional(jwtProviderSchema),
+    forward: optional(forwardProviderSchema),
+  },
+  {
+    description: 'An authentication provider: exactly one of `jwt`, `forward`.',
+    check(v, path, issues) {
+      if ((v.jwt === undefined) === (v.forward === undefined)) issues.push({ path, message: 'give exactly one of "jwt", "forward"' });
+    },
+  },
+);
+
+export const authSchema = object({
+  default: optional(providerRef),
+  providers: withDefault(record(providerSchema, { keyPattern: NAME, description: 'Named providers; several issuers may stand side by side.' }), {}),
+}, { description: 'Authentication providers and the default of every route.' });
+
+export type AuthConfig = Infer<typeof authSchema>;
+
+interface AuthShared {
+  providers: ReadonlyMap<string, AuthProvider>;
+  /** Provider of routes that do not say, or null (unauthenticated). */
+  defaultProvider: AuthProvider | null;
+  /** Every header any provider sets upstream: stripped from client requests on unauthenticated routes. */
+  ownedHeaders: readonly string[];
+  /** Providers are defined but `default` is absent: every route must say `auth: ...` itself. */
+  mustChoose: boolean;
+}
+
+// Which provider each route of the policy being compiled uses, for `authorize` (compiled right after).
+const routeProviders = new WeakMap<CompileEnv, Map<string, AuthProvider | null | 'invalid'>>();
+
+/** The provider of the route at `routePath` in the policy `env` compiles: null when unauthenticated. */
+export function providerOfRoute(env: CompileEnv, routePath: Path): AuthProvider | null | 'invalid' {
+  return routeProviders.get(env)?.get(String(routePath)) ?? null;
+}
+
+function refName(ref: ProviderRef): string {
+  return typeof ref === 'string' ? ref : ref.provider;
+}
+
+export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
+  name: 'auth',
+  reasons: [...JWT_REASONS, ...FORWARD_AUTH_REASONS],
+  stage: 'route',
+  globalKey: 'auth',
+  globalSchema: authSchema,
+  routeKey: 'auth',
+  routeSchema: providerRef,
+  setup(config, env) {
+    routeProviders.set(env, new Map());
+    const providers = new Map<string, AuthProvider>();
+    if (config === undefined) return { providers, defaultProvider: null, ownedHeaders: [], mustChoose: false };
+    for (const [name, p] of Object.entries(config.providers)) {
+      if (name === 'none') {
+        env.problem(['auth', 'providers', name], '"none" is reserved (it means: no authentication)', true);
+        continue;
+      }
+      const path = ['auth', 'providers', name];
+      providers.set(name, p.jwt !== undefined ? createJwtProvider(name, p.jwt, [...path, 'jwt'], env) : createForwardProvider(name, p.forward!, [...path, 'forward'], env));
+    }
+    let defaultProvider: AuthProvider | null = null;
+    if (config.default !== undefined && refName(config.default) !== 'none') {
+      const name = refName(config.default);
+      defaultProvider = providers.get(name) ?? null;
+      if (defaultProvider === null) env.problem(['auth', 'default'], `unknown provider "${name}"${known(providers)}`);
+    }
+    const ownedHeaders = [...new Set([...providers.values()].flatMap((p) => p.ownedHeaders))];
+    return { providers, defaultProvider, ownedHeaders, mustChoose: config.default === undefined && providers.size > 0 };
+  },
+  compile({ config, shared, routePath }, env) {
+    const registry = routeProviders.get(env)!;
+    let provider: AuthProvider | null;
+    if (config === undefined) {
+      provider = shared.defaultProvider;
+      if (provider === null && shared.mustChoose) {
+        // Providers exist but no default: a route that says nothing would be open by mistake.
+        env.problem(routePath, 'route does not say how it is authenticated: give it `auth: PROVIDER` or `auth: none`, or set auth.default');
+      } else if (provider === null && env.mode === 'production') {
+        env.problem(routePath, 'production: this route is not authenticated; give it `auth: { provider: NAME }`, set auth.default, or say `auth: none` explicitly');
+      }
+    } else if (refName(config) === 'none') {
+      provider = null;
+    } else {
+      provider = shared.providers.get(refName(config)) ?? null;
+      if (provider === null) {
+        env.problem([...routePath, 'auth'], `unknown provider "${refName(config)}"${known(shared.providers)}`);
+        registry.set(String(routePath), 'invalid');
+        return null;
+      }
+    }
+    registry.set(String(routePath), provider);
+    if (provider === null) {
+      const owned = shared.ownedHeaders;
+      if (owned.length === 0) return null;
+      return {
+        name: 'auth',
+        onRequest(ctx) {
+          const up = ctx.upstreamHeaders;
+          for (let i = 0; i < owned.length; i++) delete up[owned[i]!];
+          return undefined;
+        },
+        onResponse: null,
+        describe: () => ({ provider: 'none', strips: owned }),
+      };
+    }
+    const p = provider;
+    const others = shared.ownedHeaders.filter((h) => !p.ownedHeaders.includes(h));
+    const authenticate = p.authenticate;
+    return {
+      name: p.filterName,
+      onRequest: others.length === 0 ? authenticate : (ctx) => {
+        const up = ctx.upstreamHeaders;
+        for (let i = 0; i < others.length; i++) delete up[others[i]!];
+        return authenticate(ctx);
+      },
+      onResponse: null,
+      describe: () => p.describe(),
+    };
+  },
+});
+
+function known(providers: ReadonlyMap<string, unknown>): string {
+  return providers.size ? ` (known: ${[...providers.keys()].join(', ')})` : ' (no providers are defined under auth.providers)';
+}

@@ -1,0 +1,53 @@
+// Per-route IP allow and deny lists. The address judged is `ctx.clientIp`: the peer itself, or (only when
+// the peer is in `trusted_proxies`) the right-most untrusted hop of its X-Forwarded-For, so a client
+// cannot pick its own address. IPv4 and IPv4-mapped IPv6 are one address (cidr.ts). Deny wins over allow.
+import { isIP } from 'node:net';
+import { array, cidr, object, optional, type Infer } from '../config/schema.ts';
+import { CidrSet } from '../proxy/cidr.ts';
+import { defineFilter, deny } from './types.ts';
+
+const ipRulesSchema = object(
+  {
+    allow: optional(array(cidr(), { single: true, description: 'Only clients in these ranges may use the route (any client when absent).' })),
+    deny: optional(array(cidr(), { single: true, description: 'Clients in these ranges are refused, even when also allowed.' })),
+  },
+  {
+    description: 'IP allow/deny lists of this route (CIDRs, IPv4 and IPv6), judged on the client IP as computed from trusted_proxies. 403 ip_not_allowed.',
+    check(v, path, issues) {
+      if (v.allow === undefined && v.deny === undefined) issues.push({ path, message: 'give "allow", "deny" or both' });
+    },
+  },
+);
+
+export type IpRulesConfig = Infer<typeof ipRulesSchema>;
+
+export const ipRules = defineFilter<undefined, IpRulesConfig, undefined>({
+  name: 'ip_rules',
+  reasons: ['ip_not_allowed'],
+  stage: 'route',
+  routeKey: 'ip_rules',
+  routeSchema: ipRulesSchema,
+  compile({ config }) {
+    if (!config) return null;
+    const allow = config.allow ? new CidrSet(config.allow) : null;
+    const denied = config.deny && config.deny.length ? new CidrSet(config.deny) : null;
+    const refusal = deny(403, 'ip_not_allowed');
+    return {
+      name: 'ip_rules',
+      onRequest(ctx) {
+        const ip = ctx.clientIp;
+        if (denied !== null) {
+          if (denied.has(ip)) return refusal;
+          // Fail closed: an address that does not parse (a proxy that appends "ip:port", say) could
+          // never match a deny rule, so it is refused rather than let through.
+          if (allow === null && isIP(ip) === 0) return refusal;
+        }
+        // An empty allow list allows nobody; an address that does not parse is never allowed.
+        if (allow !== null && !allow.has(ip)) return refusal;
+        return undefined;
+      },
+      onResponse: null,
+      describe: () => ({ allow: config.allow?.map((c) => c.text) ?? null, deny: config.deny?.map((c) => c.text) ?? [] }),
+    };
+  },
+});
