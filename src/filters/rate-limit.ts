@@ -9,6 +9,7 @@ import {
   array, boolean, duration, integer, nearest, object, oneOf, optional, string, withDefault,
   type Infer, type Issue, type Path, type Schema,
 } from '../config/schema.ts';
+import { METRIC_NAMES } from '../observability/metrics.ts';
 import { addressToBigInt } from '../proxy/cidr.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
@@ -120,13 +121,16 @@ interface CompiledLimit {
   /** The bucket key for this request, or null to skip the limit. */
   readonly key: (ctx: RequestContext, routeName: string) => string | null;
   readonly policyItem: string;
-  readonly decisions: Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal }>;
 }
+
+type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
+const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
 
 interface Shared {
   limiter: Limiter;
   limits: Map<string, CompiledLimit>;
   storeDescription: string;
+  decisionsTotal: Counter<'route' | 'limit' | 'decision' | 'source'>;
 }
 
 /** A value safe to put in a key as is, or its hash (long, or with separators): bounded key size. */
@@ -250,9 +254,9 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
     env.problem([...path, 'on_redis_failure'], 'production: on_redis_failure: allow lets all traffic through unlimited while Redis fails; set allow_acknowledged: true to accept that');
   }
 
-  const decisionsTotal = metrics.counter('portcullis_ratelimit_decisions_total', 'Rate-limit decisions by limit, decision (allowed, limited) and source (redis, memory, cache, local, unavailable).', ['limit', 'decision', 'source']);
-  const storeFailures = metrics.counter('portcullis_ratelimit_store_failures_total', 'Rate-limit store commands that failed (timeout, disconnected, ...), by store and reason.', ['store', 'reason']);
-  const storeUp = metrics.gauge('portcullis_ratelimit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store']);
+  const decisionsTotal = metrics.counter(METRIC_NAMES.rateLimitDecisions, 'Rate-limit decisions by route, limit, decision (allowed, limited, report) and source (redis, memory, cache, local, unavailable).', ['route', 'limit', 'decision', 'source']);
+  const storeErrors = metrics.counter(METRIC_NAMES.rateLimitStoreErrors, 'Rate-limit store commands that failed, by store, the failure mode then applied (fallback) and reason (timeout, disconnected...).', ['store', 'fallback', 'reason']);
+  const storeUp = metrics.gauge('portcullis_rate_limit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store'], 'min');
 
   let redis: RedisStore | null = null;
   let storeDescription = 'memory';
@@ -273,7 +277,7 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
         probeMs: store.probe_interval,
         onFailure(reason) {
           let c = failures.get(reason);
-          if (c === undefined) failures.set(reason, (c = storeFailures.labels({ store: label, reason })));
+          if (c === undefined) failures.set(reason, (c = storeErrors.labels({ store: label, fallback: store.on_redis_failure, reason })));
           c.inc();
         },
         onStateChange(isUp, reason) {
@@ -300,21 +304,15 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
   const limits = new Map<string, CompiledLimit>();
   for (const [name, cfg] of Object.entries(config.limits)) {
     const rate = makeRate(cfg.limit, cfg.window, cfg.burst);
-    const sources: DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
-    const decisions = Object.fromEntries(sources.map((source) => [source, {
-      allowed: decisionsTotal.labels({ limit: name, decision: 'allowed', source }),
-      limited: decisionsTotal.labels({ limit: name, decision: 'limited', source }),
-    }])) as CompiledLimit['decisions'];
     limits.set(name, {
       name,
       rate,
       enforce: cfg.mode === 'enforce',
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
-      decisions,
     });
   }
-  return { limiter, limits, storeDescription };
+  return { limiter, limits, storeDescription, decisionsTotal };
 }
 
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
@@ -346,6 +344,10 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const limiter = shared.limiter;
     const policyHeader = limits.map((l) => l.policyItem).join(', ');
     const route = routeName;
+    const children: DecisionChildren[] = limits.map((l) => Object.fromEntries(SOURCES.map((source) => {
+      const labels = (decision: string) => shared.decisionsTotal.labels({ route, limit: l.name, decision, source });
+      return [source, { allowed: labels('allowed'), limited: labels('limited'), report: labels('report') }];
+    })) as DecisionChildren);
 
     /** Headers, metrics and the verdict from the decisions, in limit order. */
     const finish = (ctx: RequestContext, ds: readonly (Decision | null)[]): Verdict => {
@@ -356,14 +358,13 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
         const d = ds[i];
         if (d === null || d === undefined) continue;
         const l = limits[i]!;
-        const children = l.decisions[d.source];
-        if (d.allowed) children.allowed.inc();
+        const c = children[i]![d.source];
+        if (d.allowed) c.allowed.inc();
+        else if (!l.enforce) c.report.inc();
         else {
-          children.limited.inc();
-          if (l.enforce) {
-            if (denied === null || d.source === 'unavailable') denied = d;
-            if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
-          }
+          c.limited.inc();
+          if (denied === null || d.source === 'unavailable') denied = d;
+          if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
         }
         if (d.counted) fields += (fields === '' ? '' : ', ') + `"${l.name}";r=${d.remaining};t=${seconds(d.resetMs)}`;
       }
