@@ -9,7 +9,6 @@ import {
   array, boolean, duration, integer, nearest, object, oneOf, optional, string, withDefault,
   type Infer, type Issue, type Path, type Schema,
 } from '../config/schema.ts';
-import { METRIC_NAMES } from '../observability/metrics.ts';
 import { addressToBigInt } from '../proxy/cidr.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
@@ -254,8 +253,10 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
     env.problem([...path, 'on_redis_failure'], 'production: on_redis_failure: allow lets all traffic through unlimited while Redis fails; set allow_acknowledged: true to accept that');
   }
 
-  const decisionsTotal = metrics.counter(METRIC_NAMES.rateLimitDecisions, 'Rate-limit decisions by route, limit, decision (allowed, limited, report) and source (redis, memory, cache, local, unavailable).', ['route', 'limit', 'decision', 'source']);
-  const storeErrors = metrics.counter(METRIC_NAMES.rateLimitStoreErrors, 'Rate-limit store commands that failed, by store, the failure mode then applied (fallback) and reason (timeout, disconnected...).', ['store', 'fallback', 'reason']);
+  const decisionsTotal = metrics.counter('portcullis_rate_limit_decisions_total', // METRIC_NAMES.rateLimitDecisions
+    'Rate-limit decisions by route, limit, decision (allowed, limited, report) and source (redis, memory, cache, local, unavailable).', ['route', 'limit', 'decision', 'source']);
+  const storeErrors = metrics.counter('portcullis_rate_limit_store_errors_total', // METRIC_NAMES.rateLimitStoreErrors
+    'Rate-limit store commands that failed, by store, the failure mode then applied (fallback) and reason (timeout, disconnected...).', ['store', 'fallback', 'reason']);
   const storeUp = metrics.gauge('portcullis_rate_limit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store'], 'min');
 
   let redis: RedisStore | null = null;
