@@ -345,6 +345,8 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const limiter = shared.limiter;
     const policyHeader = limits.map((l) => l.policyItem).join(', ');
     const route = routeName;
+    /** The route as a key part: computed once, hashed when it holds separators. */
+    const routeKey = keyValue(routeName);
     const children: DecisionChildren[] = limits.map((l) => Object.fromEntries(SOURCES.map((source) => {
       const labels = (decision: string) => shared.decisionsTotal.labels({ route, limit: l.name, decision, source });
       return [source, { allowed: labels('allowed'), limited: labels('limited'), report: labels('report') }];
@@ -380,7 +382,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const onRequest = limits.length === 1
       ? (ctx: RequestContext): Verdict | Promise<Verdict> => {
           const l = limits[0]!;
-          const key = l.key(ctx, route);
+          const key = l.key(ctx, routeKey);
           if (key === null) {
             ctx.responseHeaders['ratelimit-policy'] = policyHeader;
             return undefined;
@@ -394,7 +396,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           const ds: (Decision | null | Promise<Decision>)[] = [];
           let pending = false;
           for (const l of limits) {
-            const key = l.key(ctx, route);
+            const key = l.key(ctx, routeKey);
             const d = key === null ? null : limiter.check(key, now, l.rate);
             if (d instanceof Promise) pending = true;
             ds.push(d);
