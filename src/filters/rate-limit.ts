@@ -120,13 +120,16 @@ interface CompiledLimit {
   /** The bucket key for this request, or null to skip the limit. */
   readonly key: (ctx: RequestContext, routeName: string) => string | null;
   readonly policyItem: string;
-  readonly decisions: Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal }>;
 }
+
+type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
+const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
 
 interface Shared {
   limiter: Limiter;
   limits: Map<string, CompiledLimit>;
   storeDescription: string;
+  decisionsTotal: Counter<'route' | 'limit' | 'decision' | 'source'>;
 }
 
 /** A value safe to put in a key as is, or its hash (long, or with separators): bounded key size. */
@@ -250,9 +253,11 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
     env.problem([...path, 'on_redis_failure'], 'production: on_redis_failure: allow lets all traffic through unlimited while Redis fails; set allow_acknowledged: true to accept that');
   }
 
-  const decisionsTotal = metrics.counter('portcullis_ratelimit_decisions_total', 'Rate-limit decisions by limit, decision (allowed, limited) and source (redis, memory, cache, local, unavailable).', ['limit', 'decision', 'source']);
-  const storeFailures = metrics.counter('portcullis_ratelimit_store_failures_total', 'Rate-limit store commands that failed (timeout, disconnected, ...), by store and reason.', ['store', 'reason']);
-  const storeUp = metrics.gauge('portcullis_ratelimit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store']);
+  const decisionsTotal = metrics.counter('portcullis_rate_limit_decisions_total', // METRIC_NAMES.rateLimitDecisions
+    'Rate-limit decisions by route, limit, decision (allowed, limited, report) and source (redis, memory, cache, local, unavailable).', ['route', 'limit', 'decision', 'source']);
+  const storeErrors = metrics.counter('portcullis_rate_limit_store_errors_total', // METRIC_NAMES.rateLimitStoreErrors
+    'Rate-limit store commands that failed, by store, the failure mode then applied (fallback) and reason (timeout, disconnected...).', ['store', 'fallback', 'reason']);
+  const storeUp = metrics.gauge('portcullis_rate_limit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store'], 'min');
 
   let redis: RedisStore | null = null;
   let storeDescription = 'memory';
@@ -273,7 +278,7 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
         probeMs: store.probe_interval,
         onFailure(reason) {
           let c = failures.get(reason);
-          if (c === undefined) failures.set(reason, (c = storeFailures.labels({ store: label, reason })));
+          if (c === undefined) failures.set(reason, (c = storeErrors.labels({ store: label, fallback: store.on_redis_failure, reason })));
           c.inc();
         },
         onStateChange(isUp, reason) {
@@ -300,21 +305,15 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
   const limits = new Map<string, CompiledLimit>();
   for (const [name, cfg] of Object.entries(config.limits)) {
     const rate = makeRate(cfg.limit, cfg.window, cfg.burst);
-    const sources: DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
-    const decisions = Object.fromEntries(sources.map((source) => [source, {
-      allowed: decisionsTotal.labels({ limit: name, decision: 'allowed', source }),
-      limited: decisionsTotal.labels({ limit: name, decision: 'limited', source }),
-    }])) as CompiledLimit['decisions'];
     limits.set(name, {
       name,
       rate,
       enforce: cfg.mode === 'enforce',
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
-      decisions,
     });
   }
-  return { limiter, limits, storeDescription };
+  return { limiter, limits, storeDescription, decisionsTotal };
 }
 
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
@@ -346,6 +345,12 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const limiter = shared.limiter;
     const policyHeader = limits.map((l) => l.policyItem).join(', ');
     const route = routeName;
+    /** The route as a key part: computed once, hashed when it holds separators. */
+    const routeKey = keyValue(routeName);
+    const children: DecisionChildren[] = limits.map((l) => Object.fromEntries(SOURCES.map((source) => {
+      const labels = (decision: string) => shared.decisionsTotal.labels({ route, limit: l.name, decision, source });
+      return [source, { allowed: labels('allowed'), limited: labels('limited'), report: labels('report') }];
+    })) as DecisionChildren);
 
     /** Headers, metrics and the verdict from the decisions, in limit order. */
     const finish = (ctx: RequestContext, ds: readonly (Decision | null)[]): Verdict => {
@@ -356,14 +361,13 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
         const d = ds[i];
         if (d === null || d === undefined) continue;
         const l = limits[i]!;
-        const children = l.decisions[d.source];
-        if (d.allowed) children.allowed.inc();
+        const c = children[i]![d.source];
+        if (d.allowed) c.allowed.inc();
+        else if (!l.enforce) c.report.inc();
         else {
-          children.limited.inc();
-          if (l.enforce) {
-            if (denied === null || d.source === 'unavailable') denied = d;
-            if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
-          }
+          c.limited.inc();
+          if (denied === null || d.source === 'unavailable') denied = d;
+          if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
         }
         if (d.counted) fields += (fields === '' ? '' : ', ') + `"${l.name}";r=${d.remaining};t=${seconds(d.resetMs)}`;
       }
@@ -378,7 +382,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const onRequest = limits.length === 1
       ? (ctx: RequestContext): Verdict | Promise<Verdict> => {
           const l = limits[0]!;
-          const key = l.key(ctx, route);
+          const key = l.key(ctx, routeKey);
           if (key === null) {
             ctx.responseHeaders['ratelimit-policy'] = policyHeader;
             return undefined;
@@ -392,7 +396,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           const ds: (Decision | null | Promise<Decision>)[] = [];
           let pending = false;
           for (const l of limits) {
-            const key = l.key(ctx, route);
+            const key = l.key(ctx, routeKey);
             const d = key === null ? null : limiter.check(key, now, l.rate);
             if (d instanceof Promise) pending = true;
             ds.push(d);

@@ -54,7 +54,7 @@ rate_limits:
     redis: "${redis.url}"
     on_redis_failure: ${mode}
     local_limit: { limit: 20, window: 1m }
-    command_timeout: 100ms
+    command_timeout: 250ms
     connect_timeout: 200ms
     required: true
   per_ip: { key: client_ip, limit: 100000, window: 1d }
@@ -88,7 +88,7 @@ routes:
     expect(before.length).toBeGreaterThan(10);
     expect(before.every((s) => s.status === 200 && s.ratelimit !== undefined)).toBe(true);
     // Once the first failure is seen, the declared mode answers.
-    const during = samples.filter((s) => s.at > killedAt + 150 && s.at < outageEnd);
+    const during = samples.filter((s) => s.at > killedAt + 300 && s.at < outageEnd);
     expect(during.length).toBeGreaterThan(10);
     expect(during.filter((s) => !DURING_OUTAGE[mode](s))).toEqual([]);
     if (mode === 'local') expect(during.some((s) => s.status === 429)).toBe(true); // the local limit of 20 applies
@@ -112,9 +112,9 @@ routes:
     await sleep(1500);
     const samples = await load.stop();
     expect(samples.filter((s) => s.status === 0 || s.status >= 500 && s.status !== 503)).toEqual([]);
-    // Nobody waits on a paused Redis longer than the 100ms command timeout (plus scheduling slack).
-    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(600);
-    const during = samples.filter((s) => s.at > pausedAt + 200 && s.at < resumedAt - 50);
+    // Nobody waits on a paused Redis longer than the 250ms command timeout (plus scheduling slack).
+    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(800);
+    const during = samples.filter((s) => s.at > pausedAt + 350 && s.at < resumedAt - 50);
     expect(during.length).toBeGreaterThan(10);
     expect(during.filter((s) => !DURING_OUTAGE[mode](s))).toEqual([]);
     // CLIENT PAUSE ends 1000ms after it was sent: back on Redis within a second of that.
@@ -134,12 +134,18 @@ routes:
       expect(s.status).toBe(200);
       expect(s.ratelimit).toMatch(/^"per_ip";r=\d+;t=\d+$/);
     }
-    expect(Number(/r=(\d+)/.exec(c.ratelimit!)![1])).toBe(Number(/r=(\d+)/.exec(a.ratelimit!)![1]) - 2);
+    // Counting went on in the same bucket (one unit may have refilled meanwhile: one per 864ms).
+    const spent = Number(/r=(\d+)/.exec(a.ratelimit!)![1]) - Number(/r=(\d+)/.exec(c.ratelimit!)![1]);
+    expect(spent).toBeGreaterThanOrEqual(1);
+    expect(spent).toBeLessThanOrEqual(2);
   });
 
   it('logs each state change once', () => {
-    const lines = gw.stderr().split('\n');
-    expect(lines.filter((l) => l.includes('Redis unavailable')).length).toBe(2); // the kill, the pause
-    expect(lines.filter((l) => l.includes('Redis answers again')).length).toBe(2);
+    // Down and up alternate: one line per change, never one per failed request (hundreds failed).
+    const changes = gw.stderr().split('\n').filter((l) => l.includes('rate-limit store: Redis')).map((l) => (l.includes('unavailable') ? 'down' : l.includes('connected') ? 'start' : 'up'));
+    expect(changes[0]).toBe('start');
+    expect(changes.filter((c) => c === 'down').length).toBeGreaterThanOrEqual(2); // the kill, the pause
+    expect(changes.filter((c) => c === 'down').length).toBeLessThan(5); // (a loaded machine may add a timeout)
+    changes.slice(1).forEach((c, i) => expect(c).toBe(i % 2 === 0 ? 'down' : 'up'));
   });
 });

@@ -154,11 +154,11 @@ describe('rate_limit filter (in process)', () => {
     expect(await count(p, 'apikey', 3)).toBe(3);
     expect((await run(p, 'apikey')).headers).toEqual({ 'ratelimit-policy': '"per_key_or_skip";q=1;w=3600' });
     expect(await count(p, 'apikey', 2, { headers: { 'x-api-key': 'k1' } })).toBe(1);
-    const before = (await metrics.registry.getSingleMetric('portcullis_ratelimit_decisions_total')!.get()).values
-      .find((v) => v.labels.limit === 'shadow' && v.labels.decision === 'limited' && v.labels.source === 'memory')?.value ?? 0;
+    const before = (await metrics.registry.getSingleMetric('portcullis_rate_limit_decisions_total')!.get()).values
+      .find((v) => v.labels.route === 'shadow' && v.labels.limit === 'shadow' && v.labels.decision === 'report' && v.labels.source === 'memory')?.value ?? 0;
     expect(await count(p, 'shadow', 3)).toBe(3);
-    const after = (await metrics.registry.getSingleMetric('portcullis_ratelimit_decisions_total')!.get()).values
-      .find((v) => v.labels.limit === 'shadow' && v.labels.decision === 'limited' && v.labels.source === 'memory')!.value;
+    const after = (await metrics.registry.getSingleMetric('portcullis_rate_limit_decisions_total')!.get()).values
+      .find((v) => v.labels.route === 'shadow' && v.labels.limit === 'shadow' && v.labels.decision === 'report' && v.labels.source === 'memory')!.value;
     expect(after - before).toBe(2);
     await p.close();
   });

@@ -72,7 +72,7 @@ describe('Redis Sentinel', () => {
       } catch {
         return false;
       }
-    }, 'store on the new master', 10_000);
+    }, `store on the new master (${events.join(', ')})`, 10_000);
     expect(await set.replica.cli('exists', '{sentinel:b}')).toBe('1');
     expect(events[0]).toBe('up:connected');
     expect(events).toContain('up:answering again');
