@@ -3,6 +3,7 @@
 // store (Redis, or in process) is built once per policy by `setup`; the failure mode is a branch chosen
 // there. Every response of a limited route carries the IETF RateLimit-Policy and RateLimit fields.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Counter } from 'prom-client';
 import {
@@ -239,6 +240,15 @@ function compileKey(name: string, cfg: LimitConfig, prefix: string): CompiledLim
   };
 }
 
+function unreadable(file: string): string | null {
+  try {
+    readFileSync(file);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}
+
 function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
@@ -263,8 +273,11 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
   let storeDescription = 'memory';
   if (store.redis !== undefined && store.redis !== '') {
     const target = parseRedisUrl(store.redis);
+    const caProblem = typeof target === 'string' || target.ca === undefined ? null : unreadable(target.ca);
     if (typeof target === 'string') {
       env.problem([...path, 'redis'], `invalid Redis URL: ${target}`);
+    } else if (caProblem !== null) {
+      env.problem([...path, 'redis'], `cannot read the CA file of the Redis URL (?ca=${target.ca}): ${caProblem}`);
     } else {
       if (target.password) env.secrets.add(target.password);
       if (target.kind === 'sentinel' && target.sentinelPassword) env.secrets.add(target.sentinelPassword);

@@ -226,6 +226,10 @@ routes: []
   store: { redis: "redis://a:1,b:2" }
 routes: []
 `).join('\n')).toMatch(/invalid Redis URL: several hosts/);
+    expect(problems(`rate_limits:
+  store: { redis: "rediss://h:6380?ca=/nonexistent/ca.pem" }
+routes: []
+`)).toEqual(['policy.yaml:5:19: cannot read the CA file of the Redis URL (?ca=/nonexistent/ca.pem): ENOENT']);
   });
 
   it('production refuses on_redis_failure: allow unless acknowledged', () => {
