@@ -18,7 +18,7 @@ import { makeRate, type Rate } from '../ratelimit/types.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -29,10 +29,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, claim:NAME, header:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), claim:NAME, header:NAME, or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -40,7 +40,7 @@ const limitSchema = object(
     ipv6_prefix: withDefault(integer({ min: 1, max: 128, description: 'IPv6 clients are grouped by this prefix length (one /64 is one subscriber).' }), 64),
     ipv4_prefix: withDefault(integer({ min: 1, max: 32, description: 'IPv4 clients are grouped by this prefix length.' }), 32),
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
-    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
+    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
   },
   {
@@ -196,6 +196,12 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
     return (ctx) => {
       const t = tokenOf(ctx, cookie);
       return t === null ? null : 't' + createHash('sha256').update(t).digest('base64url').slice(0, 22);
+    };
+  }
+  if (spec === 'subject') {
+    return (ctx) => {
+      const v = ctx.subject;
+      return v === null || v === '' ? null : 's' + keyValue(v);
     };
   }
   if (spec.startsWith('claim:')) {
