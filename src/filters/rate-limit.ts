@@ -3,6 +3,7 @@
 // store (Redis, or in process) is built once per policy by `setup`; the failure mode is a branch chosen
 // there. Every response of a limited route carries the IETF RateLimit-Policy and RateLimit fields.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Counter } from 'prom-client';
 import {
@@ -17,7 +18,7 @@ import { makeRate, type Rate } from '../ratelimit/types.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -28,10 +29,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, claim:NAME, header:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), claim:NAME, header:NAME, or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -39,7 +40,7 @@ const limitSchema = object(
     ipv6_prefix: withDefault(integer({ min: 1, max: 128, description: 'IPv6 clients are grouped by this prefix length (one /64 is one subscriber).' }), 64),
     ipv4_prefix: withDefault(integer({ min: 1, max: 32, description: 'IPv4 clients are grouped by this prefix length.' }), 32),
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
-    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
+    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
   },
   {
@@ -197,6 +198,12 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
       return t === null ? null : 't' + createHash('sha256').update(t).digest('base64url').slice(0, 22);
     };
   }
+  if (spec === 'subject') {
+    return (ctx) => {
+      const v = ctx.subject;
+      return v === null || v === '' ? null : 's' + keyValue(v);
+    };
+  }
   if (spec.startsWith('claim:')) {
     const claim = spec.slice(6);
     return (ctx) => {
@@ -239,6 +246,15 @@ function compileKey(name: string, cfg: LimitConfig, prefix: string): CompiledLim
   };
 }
 
+function unreadable(file: string): string | null {
+  try {
+    readFileSync(file);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}
+
 function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
@@ -263,8 +279,11 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
   let storeDescription = 'memory';
   if (store.redis !== undefined && store.redis !== '') {
     const target = parseRedisUrl(store.redis);
+    const caProblem = typeof target === 'string' || target.ca === undefined ? null : unreadable(target.ca);
     if (typeof target === 'string') {
       env.problem([...path, 'redis'], `invalid Redis URL: ${target}`);
+    } else if (caProblem !== null) {
+      env.problem([...path, 'redis'], `cannot read the CA file of the Redis URL (?ca=${target.ca}): ${caProblem}`);
     } else {
       if (target.password) env.secrets.add(target.password);
       if (target.kind === 'sentinel' && target.sentinelPassword) env.secrets.add(target.sentinelPassword);
