@@ -2,6 +2,7 @@
 // (clamped to the policy's min/max), re-fetched when a token names an unknown `kid` but at most once per
 // interval (a flood of random kids costs the IdP one request per interval), and the last good set kept
 // while the IdP is down.
+import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import type { Logger } from 'pino';
 import { algorithmsFor, fingerprintOf, importKey, jwkPublicKey, kindOf, type JwsAlgorithm, type VerificationKey } from './keys.ts';
@@ -79,7 +80,8 @@ export class JwksSource {
 
   constructor(options: JwksOptions) {
     this.#o = options;
-    this.#agent = new Agent({ connect: { ca: options.ca, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+    // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
+    this.#agent = new Agent({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
   }
 
   get keys(): KeySet | null {

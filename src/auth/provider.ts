@@ -16,11 +16,27 @@ export interface AuthProvider {
   authenticate(ctx: RequestContext): Verdict | Promise<Verdict>;
   /** Roles and scopes of the identity a successful `authenticate` left in `ctx.claims`. */
   grants(claims: Readonly<Record<string, unknown>>): Grants;
+  /** Whether identities of this provider can carry roles and scopes at all (forward auth needs headers for them). */
+  readonly carries: { readonly roles: boolean; readonly scopes: boolean };
   /** Lower-case names of upstream headers this provider sets; client copies are always removed. */
   readonly ownedHeaders: readonly string[];
+  /** Token-based providers (JWT) expose their steps so one route can accept several issuers. */
+  readonly bearer?: BearerSteps;
   /** The 403 answer for authorization failures on routes of this provider, by reason. */
   forbidden(reason: string): Deny;
   describe(): Record<string, unknown>;
+}
+
+export interface BearerSteps {
+  extract(ctx: RequestContext): Extracted;
+  /** Accepted `iss` values, null when any. */
+  readonly issuers: ReadonlySet<string> | null;
+  /** Applies a cached identity for the token with this cache key; false when not cached. */
+  fromCache(ctx: RequestContext, key: string): boolean;
+  /** Verifies a token that was not in the cache. */
+  verify(ctx: RequestContext, token: string, key: string): Verdict | Promise<Verdict>;
+  deny(reason: string): Deny;
+  readonly maxSize: number;
 }
 
 /** Reads a claim by path: the exact key first (`https://x/roles`), then dot-separated (`realm_access.roles`). */
@@ -80,15 +96,24 @@ export type Extracted = string | null | typeof AMBIGUOUS;
 function fromHeader(name: string, scheme: string): (ctx: RequestContext) => Extracted {
   const key = name.toLowerCase();
   const prefix = scheme === '' ? '' : scheme.toLowerCase() + ' ';
+  const exact = scheme === '' ? '' : scheme + ' ';
+  const one = (v: string): string | null => {
+    if (prefix !== '') {
+      if (v.length <= prefix.length) return null;
+      // The usual spelling first: no allocation on the hot path.
+      if (!v.startsWith(exact) && v.slice(0, prefix.length).toLowerCase() !== prefix) return null;
+    }
+    const token = v.slice(prefix.length).trim();
+    return token === '' ? null : token;
+  };
   return (ctx) => {
     const raw = ctx.requestHeaders[key];
     if (raw === undefined) return null;
-    const values = Array.isArray(raw) ? raw : [raw];
+    if (typeof raw === 'string') return one(raw);
     let found: string | null = null;
-    for (const v of values) {
-      if (prefix !== '' && (v.length <= prefix.length || v.slice(0, prefix.length).toLowerCase() !== prefix)) continue;
-      const token = v.slice(prefix.length).trim();
-      if (token === '') continue;
+    for (const v of raw) {
+      const token = one(v);
+      if (token === null) continue;
       if (found !== null && found !== token) return AMBIGUOUS;
       found = token;
     }

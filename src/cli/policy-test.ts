@@ -107,10 +107,27 @@ function signingKeysOf(policy: CompiledPolicy, fromCases: Record<string, unknown
   return out;
 }
 
-function defaultProviderOf(policy: CompiledPolicy): string | undefined {
-  const auth = (policy.policy as Record<string, unknown>).auth as { default?: string | { provider: string }; providers?: Record<string, unknown> } | undefined;
+/** The provider a request would meet: the matched route's `auth`, else `auth.default`, else the only provider. */
+type Ref = string | { provider?: string; any_of?: string[] };
+
+function providerFor(policy: CompiledPolicy, method: string, path: string, host: string, iss: unknown): string | undefined {
+  const p = policy.policy as Record<string, unknown> & { routes: Record<string, unknown>[] };
+  const auth = p.auth as { default?: Ref; providers?: Record<string, { jwt?: { issuer?: string[] } }> } | undefined;
+  // any_of: the provider whose issuer is the claims' iss (else the first).
+  const pick = (ref: Ref): string | undefined => {
+    if (typeof ref === 'string') return ref;
+    if (ref.provider !== undefined) return ref.provider;
+    const list = ref.any_of ?? [];
+    return list.find((n) => typeof iss === 'string' && auth?.providers?.[n]?.jwt?.issuer?.includes(iss)) ?? list[0];
+  };
+  const target = normalizeTarget(path);
+  if (typeof target !== 'string') {
+    const route = policy.router.match(hostname(host), method, target.path);
+    const ref = route !== null ? (p.routes[route.index]?.auth as Ref | undefined) : undefined;
+    if (ref !== undefined) return pick(ref);
+  }
   const d = auth?.default;
-  if (d !== undefined) return typeof d === 'string' ? d : d.provider;
+  if (d !== undefined) return pick(d);
   const names = Object.keys(auth?.providers ?? {});
   return names.length === 1 ? names[0] : undefined;
 }
@@ -136,7 +153,6 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
   try {
     await policy.ready;
     const keys = signingKeysOf(policy, root.signing_keys ?? {}, dirname(resolve(casesFile)));
-    const fallbackProvider = defaultProviderOf(policy);
     for (let i = 0; i < root.cases.length; i++) {
       const c = (root.cases[i] ?? {}) as Record<string, unknown>;
       const node = casesNode.items[i] as Node | undefined;
@@ -146,7 +162,7 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries((c.headers ?? {}) as Record<string, unknown>)) headers[k] = String(v);
       if (c.claims !== undefined) {
-        const provider = str(c.provider) ?? fallbackProvider;
+        const provider = str(c.provider) ?? providerFor(policy, (str(c.method) ?? 'GET').toUpperCase(), str(c.path) ?? '/', str(c.host) ?? 'localhost', (c.claims as Record<string, unknown>).iss);
         const key = provider !== undefined ? keys.get(provider) : undefined;
         if (key === undefined) {
           fail(`cannot mint a token: no signing key for provider ${provider ?? '(none)'}; give signing_keys.${provider ?? 'NAME'} in the cases file`);

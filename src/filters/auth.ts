@@ -4,7 +4,8 @@
 // must say which it uses; `default: none` leaves silent routes open in development only: production mode
 // refuses any route that is not authenticated and does not say `auth: none` explicitly. Client-sent copies of every header a provider
 // sets upstream are removed on every route, authenticated or not.
-import { either, object, optional, record, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { array, either, object, optional, record, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { anyOf } from '../auth/any-of.ts';
 import type { AuthProvider } from '../auth/provider.ts';
 import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
 import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
@@ -14,8 +15,15 @@ const NAME = /^[A-Za-z0-9_.-]+$/;
 
 const providerRef = either(
   string({ pattern: NAME, patternName: 'provider name (or none)', description: '`none`, or a provider name.' }),
-  object({ provider: string({ pattern: NAME, patternName: 'provider name', description: 'Name of a provider under auth.providers.' }) }),
-  { description: '`none`, a provider name, or `{ provider: NAME }`.' },
+  object({
+    provider: optional(string({ pattern: NAME, patternName: 'provider name', description: 'Name of a provider under auth.providers.' })),
+    any_of: optional(array(string({ pattern: NAME, patternName: 'provider name' }), { minItems: 2, description: 'JWT providers (each with its issuer) whose tokens this route accepts; chosen by the token\'s iss.' })),
+  }, {
+    check(v, path, issues) {
+      if ((v.provider === undefined) === (v.any_of === undefined)) issues.push({ path, message: 'give exactly one of "provider", "any_of"' });
+    },
+  }),
+  { description: '`none`, a provider name, `{ provider: NAME }` or `{ any_of: [NAME, ...] }`.' },
 );
 type ProviderRef = Infer<typeof providerRef>;
 
@@ -58,7 +66,7 @@ export function providerOfRoute(env: CompileEnv, routePath: Path): AuthProvider 
 }
 
 function refName(ref: ProviderRef): string {
-  return typeof ref === 'string' ? ref : ref.provider;
+  return typeof ref === 'string' ? ref : ref.provider ?? `any_of(${ref.any_of!.join(',')})`;
 }
 
 export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
@@ -83,9 +91,7 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
     }
     let defaultProvider: AuthProvider | null = null;
     if (config.default !== undefined && refName(config.default) !== 'none') {
-      const name = refName(config.default);
-      defaultProvider = providers.get(name) ?? null;
-      if (defaultProvider === null) env.problem(['auth', 'default'], `unknown provider "${name}"${known(providers)}`);
+      defaultProvider = resolve(config.default, providers, ['auth', 'default'], env);
     }
     const ownedHeaders = [...new Set([...providers.values()].flatMap((p) => p.ownedHeaders))];
     return { providers, defaultProvider, ownedHeaders, mustChoose: config.default === undefined && providers.size > 0 };
@@ -104,9 +110,8 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
     } else if (refName(config) === 'none') {
       provider = null;
     } else {
-      provider = shared.providers.get(refName(config)) ?? null;
+      provider = resolve(config, shared.providers, [...routePath, 'auth'], env);
       if (provider === null) {
-        env.problem([...routePath, 'auth'], `unknown provider "${refName(config)}"${known(shared.providers)}`);
         registry.set(String(routePath), 'invalid');
         return null;
       }
@@ -141,6 +146,24 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
     };
   },
 });
+
+/** The provider a reference names (or the any_of composite), reporting unknown names at `path`. */
+function resolve(ref: ProviderRef, providers: ReadonlyMap<string, AuthProvider>, path: Path, env: CompileEnv): AuthProvider | null {
+  if (typeof ref === 'string' || ref.provider !== undefined) {
+    const name = typeof ref === 'string' ? ref : ref.provider!;
+    const p = providers.get(name);
+    if (p === undefined) env.problem(path, `unknown provider "${name}"${known(providers)}`);
+    return p ?? null;
+  }
+  const list: AuthProvider[] = [];
+  for (const name of ref.any_of!) {
+    const p = providers.get(name);
+    if (p === undefined) env.problem([...path, 'any_of'], `unknown provider "${name}"${known(providers)}`);
+    else list.push(p);
+  }
+  if (list.length !== ref.any_of!.length) return null;
+  return anyOf(ref.any_of!.join('|'), list, (message) => env.problem([...path, 'any_of'], message));
+}
 
 function known(providers: ReadonlyMap<string, unknown>): string {
   return providers.size ? ` (known: ${[...providers.keys()].join(', ')})` : ' (no providers are defined under auth.providers)';

@@ -93,6 +93,13 @@ export const authorize = defineFilter<undefined, AuthorizeConfig, undefined>({
       env.problem([...routePath, 'authorize'], 'authorize needs an authenticated route: give the route `auth: { provider: NAME }` or set auth.default');
       return null;
     }
+    const path = [...routePath, 'authorize'];
+    if (!provider.carries.roles && (config.roles_any || config.roles_all || config.methods)) {
+      env.problem(path, `provider "${provider.name}" gives no roles (set roles_header on the forward provider), so role rules could never pass`);
+    }
+    if (!provider.carries.scopes && (config.scopes_any || config.scopes_all)) {
+      env.problem(path, `provider "${provider.name}" gives no scopes (set scopes_header on the forward provider), so scope rules could never pass`);
+    }
     const checks = compileChecks(config);
     if (checks.length === 0) return null;
     const denies = new Map<Reason, Deny>(AUTHORIZE_REASONS.map((r) => [r, provider.forbidden(r)]));

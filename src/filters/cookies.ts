@@ -40,6 +40,9 @@ export function compileCookiePolicy(config: CookiePolicyConfig, path: Path, env:
   if (env.mode === 'production' && config.secure === 'keep') {
     env.problem([...path, 'secure'], 'production: cookies must get Secure (use auto or always)');
   }
+  if (env.mode === 'production' && config.secure === 'auto' && config.public_url?.protocol === 'http:') {
+    env.problem([...path, 'public_url'], 'production: public_url is plain http, so cookies would be sent without Secure');
+  }
   return {
     httpOnly: config.http_only === 'always',
     readable: new Set(config.script_readable),

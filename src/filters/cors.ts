@@ -98,7 +98,7 @@ function headersAllowed(requested: string, allowed: ReadonlySet<string>): boolea
 
 export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | CorsPolicyConfig, Map<string, CompiledCors>>({
   name: 'cors',
-  reasons: ['origin_not_allowed', 'cors_method_not_allowed', 'cors_headers_not_allowed', 'preflight'],
+  reasons: ['origin_not_allowed', 'cors_method_not_allowed', 'cors_headers_not_allowed'],
   stage: 'route',
   globalKey: 'cors',
   globalSchema: namedPolicies(corsPolicySchema, 'Named CORS policies, referenced by routes as `cors: NAME`.'),
@@ -162,6 +162,9 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
       },
       onResponse(ctx, head) {
         const h = head.headers;
+        // An allowed preflight travels as a 204 "deny" (the runner's only way to answer without forwarding);
+        // it is not a refusal, so it is not recorded as one in metrics, access and audit logs.
+        if (head.status === 204 && ctx.deny !== null && ctx.deny.reason === 'preflight') ctx.deny = null;
         const own = ctx.responseHeaders;
         // The upstream does not get to widen the policy: its Access-Control-* are replaced by the gateway's.
         for (let i = 0; i < ACA_HEADERS.length; i++) {

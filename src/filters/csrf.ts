@@ -5,7 +5,7 @@
 //  2. A static token (`token: ${env:CSRF_TOKEN}`) that the header must carry, compared in constant time.
 //  3. Double-submit: the header must equal the value of a cookie (name it `__Host-...`).
 import { hash, timingSafeEqual } from 'node:crypto';
-import { boolean, object, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { boolean, object, oneOf, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import { compileOrigins, originListSchema, originOfUrl, type OriginList } from './origins.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
@@ -23,6 +23,7 @@ const csrfPolicySchema = object(
     token: optional(string({ minLength: 16, description: 'Static token the header must carry (e.g. ${env:CSRF_TOKEN}); compared in constant time.' })),
     double_submit_cookie: optional(string({ pattern: COOKIE_NAME, patternName: 'cookie name', description: 'Double-submit mode: the header must equal this cookie\'s value (use a __Host- name).' })),
     header: withDefault(string({ pattern: HEADER_NAME, patternName: 'header name', description: 'Header carrying the token.' }), 'X-CSRF-Token'),
+    mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: evaluate and log what would be refused (warn, with the reason), but let it through; for rolling a policy out.' }), 'enforce'),
   },
   {
     description: 'A CSRF policy.',
@@ -150,35 +151,43 @@ export const csrf = defineFilter<Record<string, CsrfPolicyConfig>, string | Csrf
     for (const [name, policy] of Object.entries(config ?? {})) out.set(name, compileCsrfPolicy(policy, ['csrf', name], env));
     return out;
   },
-  compile({ config, shared, routePath, methods }, env) {
+  compile({ config, shared, routePath, routeName, methods }, env) {
     const policy = resolveRef(config, shared, (c, p) => compileCsrfPolicy(c, p, env), [...routePath, 'csrf'], env, 'CSRF');
     if (policy === null) return null;
     if (methods.length > 0 && methods.every((m) => SAFE_METHODS.has(m))) return null; // nothing unsafe reaches this route
     const { checkOrigin, tokenDigest, cookie, header } = policy;
+    const check = (ctx: RequestContext): Deny | undefined => {
+      if (SAFE_METHODS.has(ctx.method)) return undefined;
+      if (checkOrigin) {
+        const v = originCheck(ctx, policy);
+        if (v !== undefined) return v;
+      }
+      if (tokenDigest === null && cookie === null) return undefined;
+      const sent = ctx.requestHeaders[header];
+      if (sent === undefined || sent === '') return MISSING;
+      if (typeof sent !== 'string') return MISMATCH;
+      if (tokenDigest !== null) return safeEqual(sent, tokenDigest) ? undefined : MISMATCH;
+      const fromCookie = cookieValue(ctx.requestHeaders.cookie, cookie!);
+      if (fromCookie === null || fromCookie === '') return MISSING;
+      if (fromCookie === undefined) return MISMATCH;
+      return safeEqual(sent, digest(fromCookie)) ? undefined : MISMATCH;
+    };
+    const log = env.telemetry.log.child({ filter: 'csrf', route: routeName });
+    const report = (ctx: RequestContext): undefined => {
+      const v = check(ctx);
+      if (v !== undefined) log.warn({ request_id: ctx.id, reason: v.reason, method: ctx.method, path: ctx.path }, 'csrf (report mode): would refuse');
+      return undefined;
+    };
     return {
       name: 'csrf',
-      onRequest(ctx) {
-        if (SAFE_METHODS.has(ctx.method)) return undefined;
-        if (checkOrigin) {
-          const v = originCheck(ctx, policy);
-          if (v !== undefined) return v;
-        }
-        if (tokenDigest === null && cookie === null) return undefined;
-        const sent = ctx.requestHeaders[header];
-        if (sent === undefined || sent === '') return MISSING;
-        if (typeof sent !== 'string') return MISMATCH;
-        if (tokenDigest !== null) return safeEqual(sent, tokenDigest) ? undefined : MISMATCH;
-        const fromCookie = cookieValue(ctx.requestHeaders.cookie, cookie!);
-        if (fromCookie === null || fromCookie === '') return MISSING;
-        if (fromCookie === undefined) return MISMATCH;
-        return safeEqual(sent, digest(fromCookie)) ? undefined : MISMATCH;
-      },
+      onRequest: policy.config.mode === 'report' ? report : check,
       onResponse: null,
       describe: () => ({
         check_origin: checkOrigin,
         trusted_origins: policy.trusted.entries,
         allow_same_site: policy.allowSameSite,
-        mode: tokenDigest !== null ? 'static token' : cookie !== null ? `double submit (cookie ${cookie})` : 'origin only',
+        mode: policy.config.mode,
+        token_mode: tokenDigest !== null ? 'static token' : cookie !== null ? `double submit (cookie ${cookie})` : 'origin only',
         header: policy.config.header,
         ...(tokenDigest !== null ? { token: '********' } : {}),
       }),

@@ -2,6 +2,7 @@
 // method, URI and chosen headers; 2xx lets the request in (copying chosen response headers upstream),
 // 401/403 are passed to the client, anything else (or a timeout) is retried with exponential backoff and
 // jitter, and a service that stays down yields 503 `auth_unavailable`. Decisions are cached per credential.
+import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { array, duration, integer, object, optional, size, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
@@ -59,7 +60,8 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   if (env.mode === 'production' && cfg.url.protocol === 'http:' && !/^(127\.|localhost$|\[::1\]$)/.test(cfg.url.hostname)) {
     env.telemetry.log.warn({ provider: name }, 'forward auth over plain http to a non-loopback host: credentials cross the network in clear');
   }
-  const agent = new Agent({ connect: { ca, timeout: cfg.timeout }, headersTimeout: cfg.timeout, bodyTimeout: cfg.timeout });
+  // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
+  const agent = new Agent({ connect: { ca: ca !== undefined ? [...rootCertificates, ca] : undefined, timeout: cfg.timeout }, headersTimeout: cfg.timeout, bodyTimeout: cfg.timeout });
   env.onClose(() => agent.close());
   const metrics = env.telemetry.metrics;
   const decisions = metrics.counter('portcullis_forward_auth_decisions_total', 'Forward-auth decisions by provider, decision (allow, deny, unavailable) and source (service, cache).', ['provider', 'decision', 'source']);
@@ -80,7 +82,9 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   const subjectHeader = cfg.subject_header?.toLowerCase();
   const rolesHeader = cfg.roles_header?.toLowerCase();
   const scopesHeader = cfg.scopes_header?.toLowerCase();
-  const owned = [...new Set([...copy])];
+  // Every identity header named here is the gateway's: client-sent copies never reach the upstream, even
+  // those (subject/roles/scopes) that are read from the service but not copied.
+  const owned = [...new Set([...copy, ...[subjectHeader, rolesHeader, scopesHeader].filter((h): h is string => h !== undefined)])];
   const cache = new TokenCache<Decision>(cfg.cache_ttl > 0 ? cfg.cache_size : 0);
   const realm = name.replace(/["\\]/g, '');
   const unavailable: Deny = Object.freeze({ status: 503, reason: 'auth_unavailable', headers: Object.freeze({ 'retry-after': '5' }) });
@@ -168,17 +172,34 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     return undefined;
   }
 
-  async function ask(ctx: RequestContext, key: string | null): Promise<Verdict> {
+  /** Asks the service, with retries; null when it stayed unavailable. */
+  async function decide(ctx: RequestContext, key: string | null): Promise<Decision | null> {
     for (let attempt = 1; attempt <= cfg.attempts; attempt++) {
       if (attempt > 1) await delay(attempt - 1);
       const d = await askOnce(ctx);
       if (d === 'retry') continue;
       (d.deny === null ? count.allowService : count.denyService).inc();
       if (key !== null && d.deny !== badHeader) cache.set(key, d, Date.now() + cfg.cache_ttl);
-      return apply(ctx, d);
+      return d;
     }
     count.unavailable.inc();
-    return unavailable;
+    return null;
+  }
+
+  // With caching on, concurrent requests of one credential share one question to the service.
+  const pending = new Map<string, Promise<Decision | null>>();
+
+  function ask(ctx: RequestContext, key: string | null): Promise<Verdict> {
+    let p = key !== null ? pending.get(key) : undefined;
+    if (p === undefined) {
+      p = decide(ctx, key);
+      if (key !== null) {
+        const k = key;
+        pending.set(k, p);
+        void p.finally(() => pending.delete(k));
+      }
+    }
+    return p.then((d) => (d === null ? unavailable : apply(ctx, d)));
   }
 
   function authenticate(ctx: RequestContext): Verdict | Promise<Verdict> {
@@ -213,6 +234,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
       }
       return g;
     },
+    carries: { roles: rolesHeader !== undefined, scopes: scopesHeader !== undefined },
     ownedHeaders: owned,
     forbidden(reason) {
       let d = forbidden.get(reason);

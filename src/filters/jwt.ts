@@ -200,9 +200,10 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
   const realm = name.replace(/["\\]/g, '');
   const denies = new Map<string, Deny>();
   for (const reason of JWT_REASONS) {
-    const status = reason === 'jwks_unavailable' ? 503 : 401;
+    // RFC 6750 3.1: more than one way of sending a token is invalid_request, answered 400.
+    const status = reason === 'jwks_unavailable' ? 503 : reason === 'token_ambiguous' ? 400 : 401;
     const challenge = reason === 'token_missing' ? bearerChallenge(realm) : reason === 'token_ambiguous' ? bearerChallenge(realm, 'invalid_request', reason) : bearerChallenge(realm, 'invalid_token', reason);
-    denies.set(reason, Object.freeze({ status, reason, headers: Object.freeze(status === 401 ? { 'www-authenticate': challenge } : { 'retry-after': '5' }) }));
+    denies.set(reason, Object.freeze({ status, reason, headers: Object.freeze(status === 503 ? { 'retry-after': '5' } : { 'www-authenticate': challenge }) }));
   }
   const D = (reason: JwtReason): Deny => denies.get(reason)!;
 
@@ -323,13 +324,23 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     if (token === AMBIGUOUS) return D('token_ambiguous');
     if (token.length > maxSize) return D('token_too_large');
     const key = tokenKey(token);
-    const hit = cache.get(key, Date.now());
-    if (hit !== undefined) {
-      hits.inc();
-      return accept(ctx, hit);
-    }
-    misses.inc();
+    if (fromCache(ctx, key)) return undefined;
+    return verify(ctx, token, key);
+  }
 
+  /** A cache hit applies the cached identity and returns true. */
+  function fromCache(ctx: RequestContext, key: string): boolean {
+    const hit = cache.get(key, Date.now());
+    if (hit === undefined) return false;
+    hits.inc();
+    accept(ctx, hit);
+    return true;
+  }
+
+  /** Full verification of a token that is not in the cache (`key` is its cache key). */
+  function verify(ctx: RequestContext, token: string, key: string): Verdict | Promise<Verdict> {
+    misses.inc();
+    if (token.length > maxSize) return D('token_too_large');
     const parts = token.split('.');
     if (parts.length !== 3 || !B64URL.test(parts[0]!) || !B64URL.test(parts[1]!)) return D('token_malformed');
     if (parts[2] === '' ) return D('token_signature_invalid');
@@ -364,7 +375,9 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     filterName: 'jwt',
     authenticate,
     grants,
+    carries: { roles: true, scopes: true },
     ownedHeaders,
+    bearer: { extract, issuers, fromCache, verify, deny: D, maxSize },
     forbidden(reason) {
       let d = forbidden.get(reason);
       if (d === undefined) {

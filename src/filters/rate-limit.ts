@@ -3,6 +3,7 @@
 // store (Redis, or in process) is built once per policy by `setup`; the failure mode is a branch chosen
 // there. Every response of a limited route carries the IETF RateLimit-Policy and RateLimit fields.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Counter } from 'prom-client';
 import {
@@ -17,7 +18,7 @@ import { makeRate, type Rate } from '../ratelimit/types.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -28,10 +29,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, claim:NAME, header:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), claim:NAME, header:NAME, or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -39,7 +40,7 @@ const limitSchema = object(
     ipv6_prefix: withDefault(integer({ min: 1, max: 128, description: 'IPv6 clients are grouped by this prefix length (one /64 is one subscriber).' }), 64),
     ipv4_prefix: withDefault(integer({ min: 1, max: 32, description: 'IPv4 clients are grouped by this prefix length.' }), 32),
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
-    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
+    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
   },
   {
@@ -120,13 +121,16 @@ interface CompiledLimit {
   /** The bucket key for this request, or null to skip the limit. */
   readonly key: (ctx: RequestContext, routeName: string) => string | null;
   readonly policyItem: string;
-  readonly decisions: Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal }>;
 }
+
+type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
+const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
 
 interface Shared {
   limiter: Limiter;
   limits: Map<string, CompiledLimit>;
   storeDescription: string;
+  decisionsTotal: Counter<'route' | 'limit' | 'decision' | 'source'>;
 }
 
 /** A value safe to put in a key as is, or its hash (long, or with separators): bounded key size. */
@@ -194,6 +198,12 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
       return t === null ? null : 't' + createHash('sha256').update(t).digest('base64url').slice(0, 22);
     };
   }
+  if (spec === 'subject') {
+    return (ctx) => {
+      const v = ctx.subject;
+      return v === null || v === '' ? null : 's' + keyValue(v);
+    };
+  }
   if (spec.startsWith('claim:')) {
     const claim = spec.slice(6);
     return (ctx) => {
@@ -236,6 +246,15 @@ function compileKey(name: string, cfg: LimitConfig, prefix: string): CompiledLim
   };
 }
 
+function unreadable(file: string): string | null {
+  try {
+    readFileSync(file);
+    return null;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}
+
 function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
@@ -250,16 +269,21 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
     env.problem([...path, 'on_redis_failure'], 'production: on_redis_failure: allow lets all traffic through unlimited while Redis fails; set allow_acknowledged: true to accept that');
   }
 
-  const decisionsTotal = metrics.counter('portcullis_ratelimit_decisions_total', 'Rate-limit decisions by limit, decision (allowed, limited) and source (redis, memory, cache, local, unavailable).', ['limit', 'decision', 'source']);
-  const storeFailures = metrics.counter('portcullis_ratelimit_store_failures_total', 'Rate-limit store commands that failed (timeout, disconnected, ...), by store and reason.', ['store', 'reason']);
-  const storeUp = metrics.gauge('portcullis_ratelimit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store']);
+  const decisionsTotal = metrics.counter('portcullis_rate_limit_decisions_total', // METRIC_NAMES.rateLimitDecisions
+    'Rate-limit decisions by route, limit, decision (allowed, limited, report) and source (redis, memory, cache, local, unavailable).', ['route', 'limit', 'decision', 'source']);
+  const storeErrors = metrics.counter('portcullis_rate_limit_store_errors_total', // METRIC_NAMES.rateLimitStoreErrors
+    'Rate-limit store commands that failed, by store, the failure mode then applied (fallback) and reason (timeout, disconnected...).', ['store', 'fallback', 'reason']);
+  const storeUp = metrics.gauge('portcullis_rate_limit_store_up', 'Whether the rate-limit store answers (1) or the failure mode applies (0).', ['store'], 'min');
 
   let redis: RedisStore | null = null;
   let storeDescription = 'memory';
   if (store.redis !== undefined && store.redis !== '') {
     const target = parseRedisUrl(store.redis);
+    const caProblem = typeof target === 'string' || target.ca === undefined ? null : unreadable(target.ca);
     if (typeof target === 'string') {
       env.problem([...path, 'redis'], `invalid Redis URL: ${target}`);
+    } else if (caProblem !== null) {
+      env.problem([...path, 'redis'], `cannot read the CA file of the Redis URL (?ca=${target.ca}): ${caProblem}`);
     } else {
       if (target.password) env.secrets.add(target.password);
       if (target.kind === 'sentinel' && target.sentinelPassword) env.secrets.add(target.sentinelPassword);
@@ -273,7 +297,7 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
         probeMs: store.probe_interval,
         onFailure(reason) {
           let c = failures.get(reason);
-          if (c === undefined) failures.set(reason, (c = storeFailures.labels({ store: label, reason })));
+          if (c === undefined) failures.set(reason, (c = storeErrors.labels({ store: label, fallback: store.on_redis_failure, reason })));
           c.inc();
         },
         onStateChange(isUp, reason) {
@@ -300,21 +324,15 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
   const limits = new Map<string, CompiledLimit>();
   for (const [name, cfg] of Object.entries(config.limits)) {
     const rate = makeRate(cfg.limit, cfg.window, cfg.burst);
-    const sources: DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
-    const decisions = Object.fromEntries(sources.map((source) => [source, {
-      allowed: decisionsTotal.labels({ limit: name, decision: 'allowed', source }),
-      limited: decisionsTotal.labels({ limit: name, decision: 'limited', source }),
-    }])) as CompiledLimit['decisions'];
     limits.set(name, {
       name,
       rate,
       enforce: cfg.mode === 'enforce',
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
-      decisions,
     });
   }
-  return { limiter, limits, storeDescription };
+  return { limiter, limits, storeDescription, decisionsTotal };
 }
 
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
@@ -346,6 +364,12 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const limiter = shared.limiter;
     const policyHeader = limits.map((l) => l.policyItem).join(', ');
     const route = routeName;
+    /** The route as a key part: computed once, hashed when it holds separators. */
+    const routeKey = keyValue(routeName);
+    const children: DecisionChildren[] = limits.map((l) => Object.fromEntries(SOURCES.map((source) => {
+      const labels = (decision: string) => shared.decisionsTotal.labels({ route, limit: l.name, decision, source });
+      return [source, { allowed: labels('allowed'), limited: labels('limited'), report: labels('report') }];
+    })) as DecisionChildren);
 
     /** Headers, metrics and the verdict from the decisions, in limit order. */
     const finish = (ctx: RequestContext, ds: readonly (Decision | null)[]): Verdict => {
@@ -356,14 +380,13 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
         const d = ds[i];
         if (d === null || d === undefined) continue;
         const l = limits[i]!;
-        const children = l.decisions[d.source];
-        if (d.allowed) children.allowed.inc();
+        const c = children[i]![d.source];
+        if (d.allowed) c.allowed.inc();
+        else if (!l.enforce) c.report.inc();
         else {
-          children.limited.inc();
-          if (l.enforce) {
-            if (denied === null || d.source === 'unavailable') denied = d;
-            if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
-          }
+          c.limited.inc();
+          if (denied === null || d.source === 'unavailable') denied = d;
+          if (d.retryAfterMs > retryMs) retryMs = d.retryAfterMs;
         }
         if (d.counted) fields += (fields === '' ? '' : ', ') + `"${l.name}";r=${d.remaining};t=${seconds(d.resetMs)}`;
       }
@@ -378,7 +401,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
     const onRequest = limits.length === 1
       ? (ctx: RequestContext): Verdict | Promise<Verdict> => {
           const l = limits[0]!;
-          const key = l.key(ctx, route);
+          const key = l.key(ctx, routeKey);
           if (key === null) {
             ctx.responseHeaders['ratelimit-policy'] = policyHeader;
             return undefined;
@@ -392,7 +415,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           const ds: (Decision | null | Promise<Decision>)[] = [];
           let pending = false;
           for (const l of limits) {
-            const key = l.key(ctx, route);
+            const key = l.key(ctx, routeKey);
             const d = key === null ? null : limiter.check(key, now, l.rate);
             if (d instanceof Promise) pending = true;
             ds.push(d);

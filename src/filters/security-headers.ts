@@ -102,6 +102,12 @@ export function compileHeadersPolicy(config: HeadersPolicyConfig, path: Path, en
     hsts = ['strict-transport-security', value, keep.has('strict-transport-security')];
   }
   const setNames = new Set(set.map((t) => t[0]));
+  config.keep_upstream.forEach((name, i) => {
+    const lower = name.toLowerCase();
+    if (!setNames.has(lower) && !(lower === 'strict-transport-security' && hsts !== null)) {
+      env.problem([...path, 'keep_upstream', i], `"${name}" is not a header this policy sets (${[...setNames, ...(hsts ? ['strict-transport-security'] : [])].join(', ')})`);
+    }
+  });
   const remove = config.remove.map((h) => h.toLowerCase()).filter((h) => !setNames.has(h));
   return { set, hsts, remove };
 }

@@ -15,9 +15,9 @@ export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
  * filters agree. Labels are listed with each; values are bounded (policy names, declared outcomes).
  */
 export const METRIC_NAMES = {
-  /** counter {route, limit, decision="allowed"|"limited"|"report"} */
+  /** counter {route, limit, decision="allowed"|"limited"|"report", source="redis"|"cache"|"memory"|"local"|"unavailable"} */
   rateLimitDecisions: 'portcullis_rate_limit_decisions_total',
-  /** counter {store, fallback="local"|"deny"|"allow"}: Redis errors and the failure mode applied */
+  /** counter {store, fallback="local"|"deny"|"allow", reason}: Redis errors and the failure mode applied */
   rateLimitStoreErrors: 'portcullis_rate_limit_store_errors_total',
   /** counter {provider, result="hit"|"miss"}: verified-token cache lookups */
   tokenCache: 'portcullis_token_cache_lookups_total',

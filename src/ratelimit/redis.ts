@@ -122,7 +122,7 @@ function errorReason(err: unknown): string {
 export class RedisStore implements RateLimitStore {
   readonly kind = 'redis' as const;
   readonly target: RedisTarget;
-  readonly client: Redis | Cluster;
+  #client: Redis | Cluster;
   readonly #sha = createHash('sha1').update(GCRA_LUA).digest('hex');
   readonly #options: RedisStoreOptions;
   #up = false;
@@ -138,14 +138,35 @@ export class RedisStore implements RateLimitStore {
   constructor(target: RedisTarget, options: RedisStoreOptions) {
     this.target = target;
     this.#options = options;
-    this.client = createClient(target, options);
-    this.client.on('error', () => {
+    this.#client = this.#attach(createClient(target, options));
+  }
+
+  /** The ioredis client in use (replaced when ioredis gives up on one). */
+  get client(): Redis | Cluster {
+    return this.#client;
+  }
+
+  #attach(client: Redis | Cluster): Redis | Cluster {
+    client.on('error', () => {
       // Connection errors surface as failed commands and the state machine; ioredis also emits them here,
       // and an unhandled 'error' event would end the process.
     });
-    this.client.on('ready', () => {
+    client.on('ready', () => {
       if (!this.#up) void this.#check();
     });
+    // ioredis ends a client for good in some cases (a Sentinel failover caught mid-connect, a cluster
+    // that never formed): replace it, so that the store always finds its way back.
+    client.on('end', () => {
+      if (this.#closed || this.#client !== client) return;
+      this.#markDown('connection ended');
+      setTimeout(() => {
+        if (this.#closed || this.#client !== client) return;
+        client.disconnect();
+        this.#client = this.#attach(createClient(this.target, this.#options));
+        this.#client.connect().catch(() => undefined);
+      }, this.#options.probeMs).unref();
+    });
+    return client;
   }
 
   /** True while Redis answers; while false the limiter uses its failure mode without asking Redis. */
@@ -153,7 +174,10 @@ export class RedisStore implements RateLimitStore {
     return this.#up;
   }
 
-  /** Resolves once the script is loaded, or after the connect timeout (then the store starts down). */
+  /**
+   * Connects (clients are lazy: compiling a policy to validate or explain it opens no connection) and
+   * resolves once the script is loaded, or after the connect timeout (then the store starts down).
+   */
   ready(): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -172,19 +196,20 @@ export class RedisStore implements RateLimitStore {
             if (!this.#closed && !this.#up) setTimeout(attempt, 100).unref();
           },
         );
-      if (this.client.status === 'ready') attempt();
-      else this.client.once('ready', attempt);
+      if (this.#client.status === 'ready') attempt();
+      else this.#client.once('ready', attempt);
+      if (this.#client.status === 'wait') this.#client.connect().catch(() => undefined);
     });
   }
 
   async #loadScript(): Promise<void> {
-    const c = this.client;
+    const c = this.#client;
     if (c instanceof Cluster) await Promise.all(c.nodes('master').map((n) => n.script('LOAD', GCRA_LUA)));
     else await c.script('LOAD', GCRA_LUA);
   }
 
   hit(key: string, cost: number, _now: number, rate: Rate): Promise<HitResult> {
-    const c = this.client;
+    const c = this.#client;
     return c.evalsha(this.#sha, 1, key, rate.intervalMs, rate.toleranceMs, cost).then(this.#toResult, (err: unknown) => {
       if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
         return c.eval(GCRA_LUA, 1, key, rate.intervalMs, rate.toleranceMs, cost).then(this.#toResult, (e: unknown) => this.#fail(e));
@@ -231,7 +256,7 @@ export class RedisStore implements RateLimitStore {
     if (this.#probing || this.#closed) return;
     this.#probing = true;
     try {
-      await this.client.ping();
+      await this.#client.ping();
       this.#markUp();
     } catch {
       // still down; the next probe tries again
@@ -244,12 +269,16 @@ export class RedisStore implements RateLimitStore {
     this.#closed = true;
     if (this.#probe !== null) clearInterval(this.#probe);
     this.#probe = null;
+    if (this.#client.status === 'wait') {
+      this.#client.disconnect();
+      return;
+    }
     try {
-      await Promise.race([this.client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
+      await Promise.race([this.#client.quit(), new Promise((r) => setTimeout(r, 500).unref())]);
     } catch {
       // already gone
     }
-    this.client.disconnect();
+    this.#client.disconnect();
   }
 }
 
@@ -262,6 +291,7 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
   const common: RedisOptions = {
     connectTimeout: o.connectTimeoutMs,
     commandTimeout: o.commandTimeoutMs,
+    lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -287,6 +317,7 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
     });
   }
   const cluster: ClusterOptions = {
+    lazyConnect: true,
     enableOfflineQueue: false,
     enableReadyCheck: true,
     clusterRetryStrategy: (times: number) => Math.min(50 * times, 200),

@@ -106,8 +106,9 @@ describe('portcullis test with signing_keys, and explain', () => {
 listeners: [{ address: 127.0.0.1:0 }]
 upstreams: { app: { url: http://127.0.0.1:9 } }
 auth:
-  default: idp
+  default: none
   providers:
+    hs: { jwt: { algorithms: [HS256], keys: [{ secret: "${SECRET}" }] } }
     idp:
       jwt:
         algorithms: [RS256]
@@ -116,16 +117,18 @@ auth:
             public_key: |
 ${pair.publicPem.trimEnd().split('\n').map((l) => '              ' + l).join('\n')}
 routes:
-  - { match: { path_prefix: /admin }, upstream: app, authorize: { roles_any: [admin] } }
+  - { match: { path_prefix: /admin }, upstream: app, auth: idp, authorize: { roles_any: [admin] } }
+  - { match: { path_prefix: /hs }, upstream: app, auth: hs }
 `);
     writeFileSync(join(dir, 'cases.yaml'), `signing_keys:
   idp: { private_key_file: idp.pem, kid: k1, algorithm: RS256 }
 cases:
   - { name: admin, path: /admin/x, claims: { sub: a, roles: [admin] }, expect: allowed }
   - { name: user, path: /admin/x, claims: { sub: a, roles: [user] }, expect: { status: 403, reason: role_missing } }
+  - { name: the route's provider signs, path: /hs/x, claims: { sub: a }, expect: allowed }
 `);
     const r = await runCli(['test', join(dir, 'policy.yaml'), join(dir, 'cases.yaml')]);
-    expect(r.stdout).toMatch(/2 passed, 0 failed/);
+    expect(r.stdout).toMatch(/3 passed, 0 failed/);
     expect(r.code).toBe(0);
   });
 

@@ -5,6 +5,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -16,7 +19,8 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { ROOT, runCli, tempDir } from '../helpers/gateway.ts';
+import { makeCerts } from '../helpers/certs.ts';
+import { ROOT, runCli, startGateway, tempDir } from '../helpers/gateway.ts';
 import { execForm, readDockerfile } from './docker.ts';
 
 const CHART = join(ROOT, 'helm/portcullis');
@@ -118,7 +122,12 @@ async function validatePolicy(objs: K8sObject[], files: string[]): Promise<{ cod
   const file = join(tempDir('portcullis-helm-'), 'policy.yaml');
   writeFileSync(file, text);
   const env: Record<string, string> = {};
-  for (const f of files) for (const s of (parseYaml(readText(f)) as { secretEnv?: { name: string }[] }).secretEnv ?? []) env[s.name] = randomBytes(32).toString('hex');
+  for (const f of files) {
+    const values = parseYaml(readText(f)) as { secretEnv?: { name: string }[]; env?: Record<string, string> };
+    // 256 random bits for each secret; URL-valued ones get a URL of the right scheme (never connected to).
+    for (const s of values.secretEnv ?? []) env[s.name] = /REDIS_URL$/.test(s.name) ? 'redis://:stand-in@127.0.0.1:9/0' : randomBytes(32).toString('hex');
+    Object.assign(env, values.env ?? {});
+  }
   const r = await runCli(['validate', file, '--production'], env);
   return { code: r.code, stdout: r.stdout + r.stderr, policy: parseYaml(text) };
 }
@@ -245,7 +254,7 @@ describe('helm chart', () => {
     const main = find(objs, 'Service').find((s) => !s.metadata.name.endsWith('-admin'))!;
     expect(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => main.metadata.labels![k] === v)).toBe(false);
     const env = d.spec.template.spec.containers[0].env;
-    expect(env).toEqual(expect.arrayContaining([{ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'edge-portcullis-secrets', key: 'jwt-secret' } } }]));
+    expect(env).toEqual(expect.arrayContaining([{ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'edge-portcullis-secrets', key: 'JWT_SECRET' } } }]));
   });
 
   it('agrees with the image: the Dockerfile\'s user, exposed ports and policy path', () => {
@@ -262,6 +271,49 @@ describe('helm chart', () => {
     expect(pod.containers[0].command).toBeUndefined(); // the image's ENTRYPOINT; the chart gives args only
     expect(pod.containers[0].args[0]).toBe('start');
   });
+
+  it('the rendered sidecar policy runs: probes answer on the admin port, TLS reaches the app, plain HTTP redirects, SIGTERM drains', async () => {
+    const file = EXAMPLES.find((f) => f.endsWith('values-sidecar.yaml'))!;
+    const objs = template([file]);
+    const pod = one(objs, 'Deployment').spec.template.spec;
+    const gwContainer = pod.containers.find((c: any) => c.name === 'portcullis');
+    const tlsMount = gwContainer.volumeMounts.find((m: any) => m.name === 'tls').mountPath as string;
+    const app = createServer((req, res) => res.end(`app saw ${req.url}`));
+    await new Promise<void>((res) => app.listen(0, '127.0.0.1', res));
+    const appPort = (app.address() as AddressInfo).port;
+    const certs = makeCerts();
+    // As in the pod, except addresses (loopback, free ports) and where the TLS Secret's files are.
+    const text = (one(objs, 'ConfigMap').data['policy.yaml'] as string)
+      .replace(/0\.0\.0\.0:\d+/g, '127.0.0.1:0')
+      .replaceAll(`${tlsMount}/tls.crt`, certs.cert)
+      .replaceAll(`${tlsMount}/tls.key`, certs.key)
+      .replace(/http:\/\/127\.0\.0\.1:3000\b/g, `http://127.0.0.1:${appPort}`);
+    const gw = await startGateway(text, { env: { JWT_SECRET: randomBytes(32).toString('hex'), FRONTEND_ORIGIN: 'https://shop.example.com' } });
+    try {
+      expect((await fetch(`${gw.admin}${gwContainer.livenessProbe.httpGet.path}`)).status).toBe(200);
+      expect((await fetch(`${gw.admin}${gwContainer.readinessProbe.httpGet.path}`)).status).toBe(200);
+      const [plain, tls] = gw.urls;
+      const redirect = await fetch(`${plain}/health`, { redirect: 'manual' });
+      expect([301, 308]).toContain(redirect.status);
+      expect(redirect.headers.get('location')).toMatch(/^https:\/\//);
+      const get = (path: string) =>
+        new Promise<{ status: number; body: string; hsts: string | undefined }>((res, rej) => {
+          const req = httpsRequest(`${tls}${path}`, { ca: certs.caPem, servername: 'localhost' }, (r) => {
+            let body = '';
+            r.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => res({ status: r.statusCode!, body, hsts: r.headers['strict-transport-security'] as string | undefined }));
+          });
+          req.on('error', rej).end();
+        });
+      const health = await get('/health');
+      expect(health.status).toBe(200);
+      expect(health.body).toBe('app saw /health');
+      expect(health.hsts).toContain('max-age=');
+      expect((await get('/api/orders')).status).toBe(401); // every other route needs a token
+    } finally {
+      expect(await gw.stop()).toBe(0);
+      app.close();
+    }
+  }, 60_000);
 
   it('TLS comes from a Secret mounted where the policy\'s TLS listener reads it; the plain listener only redirects', () => {
     const objs = template();

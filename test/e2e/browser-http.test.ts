@@ -54,7 +54,7 @@ cookies:
 body:
   images:
     content_types: [multipart/form-data]
-    multipart: { part_types: [image/png, image/jpeg] }
+    multipart: { part_types: [image/png, image/jpeg], max_parts: 3, max_part_size: 2KiB }
 routes:
   - name: api
     match: { path_prefix: /api }
@@ -158,6 +158,14 @@ describe('CORS through the gateway', () => {
     expect(acaHeaders(a)).toEqual([]);
     expect(a.headers.vary?.[0]).toContain('Origin');
     expect(upstream.received).toHaveLength(0);
+  });
+
+  it('counts refused preflights as denies by reason, allowed ones not', async () => {
+    await send('OPTIONS', '/api/items', [['Origin', FRONTEND], ['Access-Control-Request-Method', 'POST']]);
+    await send('OPTIONS', '/api/items', [['Origin', 'https://evil.net'], ['Access-Control-Request-Method', 'POST']]);
+    const metrics = await (await fetch(`${gw.admin}/metrics`)).text();
+    expect(metrics).toMatch(/portcullis_denies_total\{[^}]*filter="cors"[^}]*reason="origin_not_allowed"[^}]*\} [1-9]/);
+    expect(metrics).not.toMatch(/reason="preflight"/);
   });
 
   it('refuses two Origin headers (one allowed, one not)', async () => {
@@ -315,6 +323,7 @@ describe('request bodies and uploads through the gateway', () => {
     expect([a.status, a.reason]).toEqual([415, 'part_content_mismatch']);
     expect(upstream.received).toHaveLength(0);
     expect(sawUpstreamBytes('This program')).toBe(false);
+    expect(sawUpstreamBytes('POST /upload/photo')).toBe(false); // refused in its first part: not even the head went out
   });
 
   it('refuses it chunked too, after a valid first part', async () => {
@@ -339,18 +348,38 @@ describe('request bodies and uploads through the gateway', () => {
     expect(sawUpstreamBytes('<svg')).toBe(false);
   });
 
+  it('refuses too many parts and a part over its size limit', async () => {
+    const many = await send('POST', '/upload/photo', [ct], form(Array.from({ length: 4 }, (_, i) => ({ name: `f${i}`, data: Buffer.from('x') }))));
+    expect([many.status, many.reason]).toEqual([413, 'too_many_parts']);
+    const large = await send('POST', '/upload/photo', [ct], form([{ name: 'photo', filename: 'big.png', type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(3000, 0x42)]) }]));
+    expect([large.status, large.reason]).toEqual([413, 'part_too_large']);
+    expect(upstream.received).toHaveLength(0);
+  });
+
   it('refuses a malformed multipart body', async () => {
     const noBoundary = await send('POST', '/upload/photo', [['Content-Type', 'multipart/form-data']], 'x');
     expect([noBoundary.status, noBoundary.reason]).toEqual([400, 'multipart_invalid']);
     const garbage = await send('POST', '/upload/photo', [ct], 'not multipart at all');
     expect([garbage.status, garbage.reason]).toEqual([400, 'multipart_invalid']);
+    // a second part behind a bare-LF delimiter, which a lenient upstream parser would accept
+    const hidden = Buffer.concat([
+      Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`),
+      PNG,
+      Buffer.from(`\n--${B}\r\nContent-Disposition: form-data; name="evil"; filename="b.png"\r\nContent-Type: image/png\r\n\r\n`),
+      EXE,
+      Buffer.from(`\r\n--${B}--\r\n`),
+    ]);
+    const smuggled = await send('POST', '/upload/photo', [ct], hidden);
+    expect([smuggled.status, smuggled.reason]).toEqual([400, 'multipart_invalid']);
     expect(upstream.received).toHaveLength(0);
+    expect(sawUpstreamBytes('This program')).toBe(false);
   });
 
   it('refuses a declared oversized body before forwarding, and an oversized chunked body mid-stream', async () => {
     const big = await send('POST', '/upload/photo', [ct, ['Content-Length', '999999']]);
     expect([big.status, big.reason]).toEqual([413, 'body_too_large']);
-    const body = form([{ name: 'photo', filename: 'big.png', type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(8000, 0x41)]) }]);
+    // three parts, each under max_part_size, together over the route's 4KiB
+    const body = form([0, 1, 2].map((i) => ({ name: `p${i}`, filename: `${i}.png`, type: 'image/png', data: Buffer.concat([PNG, Buffer.alloc(1900, 0x41)]) })));
     const chunks = [];
     for (let i = 0; i < body.length; i += 1000) {
       const c = body.subarray(i, i + 1000);

@@ -95,12 +95,13 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
 
 describe('forward auth', () => {
   it('asks the service with method, URI and the credential; copies its identity header upstream', async () => {
-    const r = await send('/api/items?page=2', 'alice', 'GET', { 'x-user-id': 'root' });
+    const r = await send('/api/items?page=2', 'alice', 'GET', { 'x-user-id': 'root', 'x-user-roles': 'admin' });
     expect(r.status).toBe(200);
     expect(calls).toHaveLength(1);
     expect(calls[0]).toMatchObject({ 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/api/items?page=2', authorization: 'Bearer alice' });
     expect(upstream.received[0]!.headers['x-user-id']).toBe('alice');
     expect(upstream.received[0]!.headers['x-internal']).toBeUndefined();
+    expect(upstream.received[0]!.headers['x-user-roles']).toBeUndefined(); // read from the service, not copied: client copy removed
   });
 
   it('passes the service 401 (with its challenge) and 403 to the client, forwarding nothing', async () => {
@@ -159,5 +160,11 @@ describe('forward auth', () => {
     expect((await send('/cached/c', 'dave')).status).toBe(200);
     expect((await send('/cached/c', 'erin')).status).toBe(503);
     expect(upstream.received.map((r) => r.headers['x-user-id'])).toEqual(['dave', 'dave', 'dave']);
+  });
+
+  it('a burst of one uncached credential asks the service once', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => send(`/cached/${i}`, 'frank')));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(calls).toHaveLength(1);
   });
 });

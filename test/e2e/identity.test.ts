@@ -122,7 +122,7 @@ describe('identity e2e: every attack is refused and nothing reaches the upstream
   it.each(cases)('%s', async (_name, headersOf, reason, route = 'api') => {
     const headers = await headersOf();
     const r = await send(`/${route}/x`, headers);
-    expect(r.status).toBe(401);
+    expect(r.status).toBe(reason === 'token_ambiguous' ? 400 : 401);
     expect(r.headers['content-type']).toBe('application/problem+json');
     const body = JSON.parse(r.body) as { reason: string };
     expect(body.reason).toBe(reason);

@@ -178,3 +178,25 @@ routes:
     expect(p[0]).toMatch(/give "keys" or "jwks_url"/);
   });
 });
+
+describe('authorize on forward-auth routes', () => {
+  it('refuses role rules when the provider cannot carry roles', async () => {
+    try {
+      await compile(`
+version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { app: { url: http://127.0.0.1:9 } }
+auth:
+  default: ext
+  providers:
+    ext: { forward: { url: http://127.0.0.1:9/check } }
+routes:
+  - { match: { path: /a }, upstream: app, authorize: { roles_any: [admin] } }
+`);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(PolicyError);
+      expect((err as PolicyError).problems[0]!.message).toMatch(/gives no roles/);
+    }
+  });
+});

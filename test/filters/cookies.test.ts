@@ -1,7 +1,7 @@
 // Set-Cookie rewriting: flags enforced, values untouched, prefix rules.
 import { describe, expect, it } from 'vitest';
 import { rewriteSetCookie, type CookieRules } from '../../src/filters/cookies.ts';
-import { BASE, compile, context, respond, route } from '../helpers/filters.ts';
+import { BASE, compile, context, problems, respond, route } from '../helpers/filters.ts';
 
 const lax: CookieRules = { httpOnly: true, readable: new Set(['csrf']), secure: null, keepSecure: false, sameSite: 'lax' };
 
@@ -63,5 +63,14 @@ routes:
 
   it('leaves routes without a cookies policy alone', () => {
     expect(respond(route(policy, 'untouched'), context('GET'), 200, { 'set-cookie': 'a=b' }).headers['set-cookie']).toBe('a=b');
+  });
+});
+
+describe('cookies production checks', () => {
+  it('refuses secure: keep and an http public_url in production', () => {
+    const text = (c: string) => `${BASE}mode: production\ntrusted_proxies: [10.0.0.0/8]\ncookies:\n  login: ${c}\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n    auth: none\n    cookies: login\n`;
+    expect(problems(text('{ secure: keep }'))[0]).toMatch(/policy\.yaml:\d+:\d+: production: cookies must get Secure/);
+    expect(problems(text('{ public_url: "http://api.example.com" }'))[0]).toMatch(/production: public_url is plain http/);
+    expect(problems(text('{ public_url: "https://api.example.com" }'))).toEqual([]);
   });
 });

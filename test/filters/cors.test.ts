@@ -130,6 +130,7 @@ describe('cors preflight', () => {
     const d = verdict(web, ctx);
     expect(d).toMatchObject({ status: 204, reason: 'preflight' });
     const head = respond(web, ctx, 204, d!.headers);
+    expect(ctx.deny).toBeNull(); // answered, but not recorded as a refusal
     expect(head.headers).toMatchObject({
       'access-control-allow-origin': 'https://app.example.com',
       'access-control-allow-credentials': 'true',

@@ -32,6 +32,10 @@ routes:
     match: { path_prefix: /exempt }
     upstream: app
     csrf: none
+  - name: report
+    match: { path_prefix: /report }
+    upstream: app
+    csrf: { token: "\${env:CSRF_TOKEN}", mode: report }
   - name: readonly
     match: { path_prefix: /readonly, methods: [GET, HEAD] }
     upstream: app
@@ -117,6 +121,12 @@ describe('csrf tokens', () => {
     expect(safeEqual('secret-value', d)).toBe(true);
     expect(safeEqual('secret-valu', d)).toBe(false);
     expect(safeEqual('', d)).toBe(false);
+  });
+
+  it('report mode evaluates but lets everything through', () => {
+    expect(reason('report', 'POST', {})).toBe('pass');
+    expect(reason('report', 'POST', { 'sec-fetch-site': 'cross-site', origin: 'https://evil.net' })).toBe('pass');
+    expect(route(policy, 'report').filters.find((f) => f.name === 'csrf')!.describe()).toMatchObject({ mode: 'report', token_mode: 'static token' });
   });
 
   it('masks the token in explain output and checks policy shape', () => {

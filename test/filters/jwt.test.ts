@@ -254,10 +254,10 @@ routes: [{ match: { path_prefix: / }, upstream: app }]
   it('refuses two different tokens in two places', async () => {
     const a = await good();
     const b = await good({ sub: 'mallory' });
-    await expectDenied('/api/x', { ...bearer(a), cookie: `access_token=${b}` }, 'token_ambiguous');
-    await expectDenied('/api/x', { cookie: `access_token=${a}; access_token=${b}` }, 'token_ambiguous');
-    await expectDenied(`/flex/x?access_token=${a}&access_token=${b}`, {}, 'token_ambiguous');
-    await expectDenied(`/flex/x?access_token=${a}`, { 'x-api-token': b }, 'token_ambiguous');
+    await expectDenied('/api/x', { ...bearer(a), cookie: `access_token=${b}` }, 'token_ambiguous', 400);
+    await expectDenied('/api/x', { cookie: `access_token=${a}; access_token=${b}` }, 'token_ambiguous', 400);
+    await expectDenied(`/flex/x?access_token=${a}&access_token=${b}`, {}, 'token_ambiguous', 400);
+    await expectDenied(`/flex/x?access_token=${a}`, { 'x-api-token': b }, 'token_ambiguous', 400);
   });
 
   it('refuses garbage', async () => {
@@ -346,5 +346,61 @@ routes: [{ match: { path_prefix: / }, upstream: app }]
         await k.close();
       }
     }
+  });
+});
+
+describe('jwt: several issuers on one route (any_of)', () => {
+  const MULTI = `
+version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { app: { url: http://127.0.0.1:9 } }
+auth:
+  default: { any_of: [internal, partner] }
+  providers:
+    internal:
+      jwt: { issuer: https://id.internal, algorithms: [HS256], keys: [{ secret: "${SECRET}" }], claims_to_headers: { sub: X-User-Id } }
+    partner:
+      jwt:
+        issuer: https://id.partner
+        algorithms: [RS256]
+        roles_claim: realm_access.roles
+        keys:
+          - public_key: ${block(rsa.publicPem, 14)}
+routes:
+  - { name: api, match: { path_prefix: /api }, upstream: app, authorize: { roles_any: [admin] } }
+`;
+  let m: Compiled;
+  beforeAll(async () => {
+    m = await compile(MULTI);
+  });
+  afterAll(async () => {
+    await m.close();
+  });
+
+  it('accepts each issuer with its own keys and its own roles claim', async () => {
+    const internal = await hs256({ sub: 'a', iss: 'https://id.internal', roles: ['admin'] });
+    const partner = await signWith(rsa.privateKey, 'RS256', { sub: 'p', iss: 'https://id.partner', realm_access: { roles: ['admin'] } });
+    const a = await m.run('/api/x', bearer(internal));
+    expect(a.reason).toBeNull();
+    expect(a.ctx!.upstreamHeaders['x-user-id']).toBe('a');
+    expect((await m.run('/api/x', bearer(partner))).reason).toBeNull();
+    expect((await m.run('/api/x', bearer(partner))).reason).toBeNull(); // from the partner cache
+    const partnerUser = await signWith(rsa.privateKey, 'RS256', { sub: 'p', iss: 'https://id.partner', roles: ['admin'] });
+    expect((await m.run('/api/x', bearer(partnerUser))).reason).toBe('role_missing');
+  });
+
+  it('the unverified iss only chooses whose keys to try', async () => {
+    // Claims the internal issuer but is signed with the partner key: internal keys refuse it.
+    const forged = await signWith(rsa.privateKey, 'RS256', { sub: 'x', iss: 'https://id.internal', roles: ['admin'] });
+    expect((await m.run('/api/x', bearer(forged))).reason).toBe('token_algorithm_invalid');
+    const hsForged = await hs256({ sub: 'x', iss: 'https://id.partner', roles: ['admin'] });
+    expect((await m.run('/api/x', bearer(hsForged))).reason).toBe('token_algorithm_invalid');
+    expect((await m.run('/api/x', bearer(await hs256({ sub: 'x', iss: 'https://evil', roles: ['admin'] })))).reason).toBe('token_issuer_invalid');
+    expect((await m.run('/api/x', bearer(await hs256({ sub: 'x', roles: ['admin'] })))).reason).toBe('token_malformed');
+    expect((await m.run('/api/x')).reason).toBe('token_missing');
+  });
+
+  it('refuses any_of with a provider that has no issuer', async () => {
+    await expect(compile(MULTI.replace('issuer: https://id.internal, ', ''))).rejects.toThrow(/has no issuer/);
   });
 });

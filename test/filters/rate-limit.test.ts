@@ -34,6 +34,7 @@ interface Req {
   ip?: string;
   headers?: Record<string, string>;
   claims?: Record<string, unknown>;
+  subject?: string;
 }
 
 /** Runs the route's chain once; returns the verdict and the headers the response would carry. */
@@ -43,6 +44,7 @@ async function run(policy: CompiledPolicy, routeName: string, req: Req = {}): Pr
   const ctx = new RequestContext('GET', '1.1', headers, req.ip ?? '192.0.2.1', 'http', 0);
   ctx.clientIp = req.ip ?? '192.0.2.1';
   ctx.claims = req.claims ?? null;
+  ctx.subject = req.subject ?? null;
   ctx.route = route;
   let deny: Deny | undefined;
   for (const hook of route.request ?? []) {
@@ -62,6 +64,7 @@ const LIMITS = `rate_limits:
   per_ip: { key: client_ip, limit: 3, window: 1m }
   per_user: { key: claim:sub, limit: 2, window: 1h }
   per_token: { key: token, limit: 2, window: 1h }
+  per_subject: { key: subject, limit: 2, window: 1h }
   per_tenant_route: { key: [header:X-Tenant, route], limit: 2, window: 1h }
   per_key_or_skip: { key: header:X-Api-Key, limit: 1, window: 1h, on_missing_key: skip }
   shadow: { key: client_ip, limit: 1, window: 1h, mode: report }
@@ -69,6 +72,7 @@ routes:
   - { name: a, match: { path: /a }, upstream: app, rate_limit: per_ip }
   - { name: b, match: { path: /b }, upstream: app, rate_limit: [per_ip] }
   - { name: user, match: { path: /user }, upstream: app, rate_limit: [per_user] }
+  - { name: subject, match: { path: /subject }, upstream: app, rate_limit: [per_subject] }
   - { name: token, match: { path: /token }, upstream: app, rate_limit: [per_token] }
   - { name: t1, match: { path: /t1 }, upstream: app, rate_limit: [per_tenant_route] }
   - { name: t2, match: { path: /t2 }, upstream: app, rate_limit: [per_tenant_route] }
@@ -115,6 +119,9 @@ describe('rate_limit filter (in process)', () => {
     expect(await count(p, 'user', 1, { claims: { sub: 'bob' }, ip: '192.0.2.10' })).toBe(1);
     expect(await count(p, 'user', 3, { ip: '192.0.2.12' })).toBe(2); // anonymous: by IP, never one shared bucket
     expect(await count(p, 'user', 1, { ip: '192.0.2.13' })).toBe(1);
+    // `subject`: whatever authenticated the request (JWT subject_claim, forward-auth subject header).
+    expect(await count(p, 'subject', 3, { subject: 'svc-7', ip: '192.0.2.14' })).toBe(2);
+    expect(await count(p, 'subject', 1, { subject: 'svc-7', ip: '192.0.2.15' })).toBe(0);
     await p.close();
   });
 
@@ -154,11 +161,11 @@ describe('rate_limit filter (in process)', () => {
     expect(await count(p, 'apikey', 3)).toBe(3);
     expect((await run(p, 'apikey')).headers).toEqual({ 'ratelimit-policy': '"per_key_or_skip";q=1;w=3600' });
     expect(await count(p, 'apikey', 2, { headers: { 'x-api-key': 'k1' } })).toBe(1);
-    const before = (await metrics.registry.getSingleMetric('portcullis_ratelimit_decisions_total')!.get()).values
-      .find((v) => v.labels.limit === 'shadow' && v.labels.decision === 'limited' && v.labels.source === 'memory')?.value ?? 0;
+    const before = (await metrics.registry.getSingleMetric('portcullis_rate_limit_decisions_total')!.get()).values
+      .find((v) => v.labels.route === 'shadow' && v.labels.limit === 'shadow' && v.labels.decision === 'report' && v.labels.source === 'memory')?.value ?? 0;
     expect(await count(p, 'shadow', 3)).toBe(3);
-    const after = (await metrics.registry.getSingleMetric('portcullis_ratelimit_decisions_total')!.get()).values
-      .find((v) => v.labels.limit === 'shadow' && v.labels.decision === 'limited' && v.labels.source === 'memory')!.value;
+    const after = (await metrics.registry.getSingleMetric('portcullis_rate_limit_decisions_total')!.get()).values
+      .find((v) => v.labels.route === 'shadow' && v.labels.limit === 'shadow' && v.labels.decision === 'report' && v.labels.source === 'memory')!.value;
     expect(after - before).toBe(2);
     await p.close();
   });
@@ -226,6 +233,10 @@ routes: []
   store: { redis: "redis://a:1,b:2" }
 routes: []
 `).join('\n')).toMatch(/invalid Redis URL: several hosts/);
+    expect(problems(`rate_limits:
+  store: { redis: "rediss://h:6380?ca=/nonexistent/ca.pem" }
+routes: []
+`)).toEqual(['policy.yaml:5:19: cannot read the CA file of the Redis URL (?ca=/nonexistent/ca.pem): ENOENT']);
   });
 
   it('production refuses on_redis_failure: allow unless acknowledged', () => {

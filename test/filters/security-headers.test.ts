@@ -93,5 +93,6 @@ describe('security headers', () => {
     expect(route1('{ hsts: { max_age: 1d, preload: true } }')[0]).toMatch(/HSTS preload needs include_subdomains and a max_age of at least 1y/);
     expect(route1('{ csp: { connect-src: ["a; script-src *"] } }')[0]).toMatch(/not a valid CSP source/);
     expect(route1('strictt')[0]).toMatch(/unknown headers policy "strictt"/);
+    expect(route1('{ keep_upstream: [Content-Security-Policy, X-Custom] }')[0]).toMatch(/policy\.yaml:9:\d+: "X-Custom" is not a header this policy sets/);
   });
 });

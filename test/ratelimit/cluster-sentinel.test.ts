@@ -37,6 +37,34 @@ describe('Redis Cluster (3 masters)', () => {
     expect(perNode.reduce((a, b) => a + b, 0)).toBe(30);
     expect(perNode.filter((n) => n > 0).length).toBe(3);
   });
+
+  it('a dead master fails its requests within the timeout, and the store comes back when it returns', async () => {
+    const rate = makeRate(1000, 60_000);
+    const node = cluster.nodes[0]!;
+    // A key served by the first node.
+    const ranges = (await node.cli('cluster', 'nodes')).split('\n').find((l) => l.includes('myself'))!.split(' ').slice(8)
+      .map((r) => r.split('-').map(Number) as [number, number?]);
+    let key = '';
+    for (let i = 0; key === ''; i++) {
+      const slot = Number(await node.cli('cluster', 'keyslot', `{dead:${i}}`));
+      if (ranges.some(([a, b]) => slot >= a && slot <= (b ?? a))) key = `{dead:${i}}`;
+    }
+    await node.kill();
+    const t0 = performance.now();
+    await expect(s.hit(key, 1, Date.now(), rate)).rejects.toThrow(/unavailable/);
+    expect(performance.now() - t0).toBeLessThan(1500);
+    expect(s.available).toBe(false);
+    await node.start();
+    await waitFor(async () => (await node.cli('cluster', 'info')).includes('cluster_state:ok'), 'cluster ok again', 15_000);
+    await waitFor(async () => {
+      try {
+        await s.hit(key, 1, Date.now(), rate);
+        return s.available;
+      } catch {
+        return false;
+      }
+    }, 'store back on the cluster', 10_000);
+  }, 40_000);
 });
 
 describe('Redis Sentinel', () => {
@@ -72,7 +100,7 @@ describe('Redis Sentinel', () => {
       } catch {
         return false;
       }
-    }, 'store on the new master', 10_000);
+    }, `store on the new master (${events.join(', ')})`, 10_000);
     expect(await set.replica.cli('exists', '{sentinel:b}')).toBe('1');
     expect(events[0]).toBe('up:connected');
     expect(events).toContain('up:answering again');

@@ -20,7 +20,7 @@ function commandCalls(info: string, name: string): number {
 }
 
 describe('shared Redis', () => {
-  const s = store('redis://127.0.0.1:6379');
+  const s = store('redis://127.0.0.1:6379', [], 2000);
   const prefix = `test:rl:${randomUUID()}:`;
   beforeAll(() => s.ready());
   afterAll(() => s.close());
