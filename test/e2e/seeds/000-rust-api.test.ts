@@ -305,7 +305,7 @@ describe('000: Rust API with cookie login and uploads', () => {
     expect((await https.send(`${gw.url}/api/settings`, { headers: bearer(token) })).status).toBe(200);
   });
 
-  it('login cookie HttpOnly, SameSite=Lax, Secure when the public URL is https', async () => {
+  it('login cookie HttpOnly, SameSite=Lax, Secure when the public URL is https', { timeout: 30_000 }, async () => {
     app.received.length = 0;
     const r = await login(gw, 'frank');
     expect(r.status).toBe(200);
@@ -329,6 +329,21 @@ describe('000: Rust API with cookie login and uploads', () => {
     const stored = (await page.context().cookies()).find((c) => c.name === 'token')!;
     expect(stored).toMatchObject({ domain: 'api.example.test', httpOnly: true, secure: true, sameSite: 'Lax' });
     expect(app.received.find((r) => r.url === '/api/settings')?.headers['x-user-id']).toBe('heidi');
+
+    // BASE_URL on plain http: production refuses it; a development gateway leaves Secure off, as the app did.
+    const plainBase = { ...env('deny'), BASE_URL: 'http://api.example.com' };
+    const v = await runCli(['validate', '--production', 'config/examples/000-rust-api.yaml'], plainBase);
+    expect(v.code).toBe(1);
+    expect(v.stdout).toContain('public_url is plain http, so cookies would be sent without Secure');
+    const dev = await startGateway(policy().replace('mode: production', 'mode: development'), { env: { ...plainBase, REDIS_URL: 'redis://127.0.0.1:1', REDIS_RATE_LIMIT_FALLBACK: 'local' } });
+    try {
+      const devCookie = ([] as string[]).concat((await login(dev, 'ivan')).headers['set-cookie'] ?? []).find((c) => c.startsWith('token='))!;
+      expect(devCookie).toMatch(/; HttpOnly/i);
+      expect(devCookie).toMatch(/; SameSite=Lax/i);
+      expect(devCookie).not.toMatch(/; Secure/i);
+    } finally {
+      await dev.stop();
+    }
   });
 
   it('HTTPS only', async () => {
