@@ -79,7 +79,11 @@ function substitute(
     const secretish = SECRET_KEY.test(String(keyName));
     const out = value.replace(SUBSTITUTION, (_whole, kind: string, ref: string) => {
       if (kind === 'env') {
-        const v = env[ref];
+        // `${env:NAME:-default}`: the default when NAME is unset or empty (an app's own default, e.g. `local`).
+        const dash = ref.indexOf(':-');
+        const fallback = dash === -1 ? undefined : ref.slice(dash + 2);
+        if (dash !== -1) ref = ref.slice(0, dash);
+        const v = env[ref] === undefined || env[ref] === '' ? fallback : env[ref];
         if (v === undefined || v === '') {
           issues.push({ path, message: `environment variable ${ref} is not set (referenced as \${env:${ref}})` });
           return '';

@@ -90,6 +90,18 @@ routes:
     expect(problems(text, { MAX_HEADERS: '1e3' }).join('\n')).toContain('expected an integer, got string');
   });
 
+  it('${env:NAME:-default} takes the default when NAME is unset or empty', () => {
+    const text = BASE.replace('http://127.0.0.1:3000', '${env:UPSTREAM_URL:-http://127.0.0.1:4000}') + 'routes:\n  - match: { path: /a }\n    upstream: app\n';
+    expect(problems(text, {})).toEqual([]);
+    expect(problems(text, { UPSTREAM_URL: '' })).toEqual([]);
+    expect(problems(text, { UPSTREAM_URL: 'not a url' }).join('\n')).toContain('policy.yaml:5:15:');
+    const p = compileText(text, 'policy.yaml', { telemetry }, {});
+    expect(JSON.stringify(p.policy)).toContain('http://127.0.0.1:4000');
+    void p.close();
+    const empty = BASE.replace('http://127.0.0.1:3000', '${env:UPSTREAM_URL:-}') + 'routes:\n  - match: { path: /a }\n    upstream: app\n';
+    expect(problems(empty, {})).toEqual(['policy.yaml:5:15: environment variable UPSTREAM_URL is not set (referenced as ${env:UPSTREAM_URL})']);
+  });
+
   it('never prints a resolved secret in an error', () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-secret-'));
     writeFileSync(join(dir, 'secret.txt'), 'hunter2-very-secret\n');

@@ -87,7 +87,7 @@ function env(fallback: 'local' | 'deny'): Record<string, string> {
     JWT_SECRET, CSRF_TOKEN, FRONTEND_ORIGIN,
     BASE_URL: 'https://api.example.com',
     REDIS_URL: redis.url,
-    REDIS_RATE_LIMIT_FALLBACK: fallback,
+    ...(fallback === 'deny' ? { REDIS_RATE_LIMIT_FALLBACK: 'deny' } : {}), // unset: the app's default, local
     TLS_CERT_FILE: certs.cert,
     TLS_KEY_FILE: certs.key,
   };

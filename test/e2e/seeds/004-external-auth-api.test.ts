@@ -55,7 +55,8 @@ let lb: ReturnType<typeof client>;
 const prefix = `portcullis:004:test-${randomUUID()}:`;
 
 function env(): Record<string, string> {
-  return { AUTH_SERVICE_URL: `http://127.0.0.1:${authPort}/verify`, CORS_ORIGINS, RATE_LIMIT_PER_MINUTE: '60', REDIS_URL: 'redis://127.0.0.1:6379', LOG_LEVEL: 'WARNING' };
+  // RATE_LIMIT_PER_MINUTE unset: the policy's default, the app's 60.
+  return { AUTH_SERVICE_URL: `http://127.0.0.1:${authPort}/verify`, CORS_ORIGINS, REDIS_URL: 'redis://127.0.0.1:6379', LOG_LEVEL: 'WARNING' };
 }
 
 function policy(): string {
@@ -179,6 +180,9 @@ describe('004: API behind an external auth service', () => {
     expect([limited.status, limited.reason]).toEqual([429, 'rate_limited']);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(String(limited.headers.ratelimit)).toMatch(/^"per_ip";r=0;t=\d+$/);
+    // RATE_LIMIT_PER_MINUTE set: the limit the policy compiles to follows it.
+    const tuned = await runCli(['explain', 'config/examples/004-external-auth-api.yaml'], { ...env(), RATE_LIMIT_PER_MINUTE: '30' });
+    expect(tuned.stdout).toMatch(/"name": "per_ip",\s*"limit": 30,\s*"window_ms": 60000/);
     // Another client behind the same load balancer has its own 60.
     expect((await viaLb('/api/items', '203.0.113.8')).status).toBe(200);
 
@@ -282,10 +286,10 @@ describe('004: API behind an external auth service', () => {
   });
 
   it('deployment checklist', async () => {
-    const open = await runCli(['validate', '--production', 'config/examples/004-external-auth-api.yaml'], { AUTH_SERVICE_URL: '', CORS_ORIGINS: '', RATE_LIMIT_PER_MINUTE: '', REDIS_URL: '' });
+    const open = await runCli(['validate', '--production', 'config/examples/004-external-auth-api.yaml'], { AUTH_SERVICE_URL: '', CORS_ORIGINS: '', REDIS_URL: '' });
     expect(open.code).toBe(1);
-    expect(open.stdout).toMatch(/production checklist for .*004-external-auth-api\.yaml: 4 item\(s\) to fix before deploying/);
-    for (const v of ['AUTH_SERVICE_URL', 'CORS_ORIGINS', 'RATE_LIMIT_PER_MINUTE', 'REDIS_URL']) expect(open.stdout).toMatch(new RegExp(`\\[ \\] config/examples/004-external-auth-api\\.yaml:\\d+:\\d+: environment variable ${v} is not set`));
+    expect(open.stdout).toMatch(/production checklist for .*004-external-auth-api\.yaml: 3 item\(s\) to fix before deploying/);
+    for (const v of ['AUTH_SERVICE_URL', 'CORS_ORIGINS', 'REDIS_URL']) expect(open.stdout).toMatch(new RegExp(`\\[ \\] config/examples/004-external-auth-api\\.yaml:\\d+:\\d+: environment variable ${v} is not set`));
     const ready = await runCli(['validate', '--production', 'config/examples/004-external-auth-api.yaml'], env());
     expect(ready.stdout).toContain('production checklist: nothing missing, ready to deploy');
     expect(ready.code).toBe(0);
