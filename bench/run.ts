@@ -9,7 +9,7 @@
 //   npm run bench -- --skip-extras         # no latency/RSS/workers measurements
 import autocannon, { type Options, type Result } from 'autocannon';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,9 +45,15 @@ const hasTaskset = (() => {
 // The harness itself (autocannon) runs on the load core.
 if (hasTaskset) execFileSync('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' });
 
+let logCount = 0;
+/**
+ * Starts a process pinned to `core`. Its output goes to a file, not a pipe: reading a pipe here would put
+ * the target's logging work on the load core, next to autocannon.
+ */
 function pinned(core: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const [c, a] = hasTaskset ? ['taskset', ['-c', core, cmd, ...argv]] : [cmd, argv];
-  return spawn(c, a, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = openSync(join(dir, `process-${++logCount}.log`), 'a');
+  return spawn(c, a, { env, stdio: ['ignore', out, out] });
 }
 
 async function freePort(): Promise<number> {
@@ -80,12 +86,9 @@ async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
 const children: ChildProcess[] = [];
 function track(p: ChildProcess, name: string): ChildProcess {
   children.push(p);
-  let err = '';
-  p.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   p.once('exit', (code) => {
-    if (code && code !== 0 && !stopping) process.stderr.write(`bench: ${name} exited with ${code}\n${err.slice(-2000)}\n`);
+    if (code && code !== 0 && !stopping) process.stderr.write(`bench: ${name} exited with ${code} (output in ${dir})\n`);
   });
-  p.stdout?.resume();
   return p;
 }
 let stopping = false;
