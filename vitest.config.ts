@@ -11,6 +11,8 @@ const timing = [
   'test/ratelimit/redis-store.test.ts',
   'test/e2e/lifecycle.test.ts',
   'test/e2e/ingress.test.ts',
+  'test/e2e/seeds/000-rust-api.test.ts', // Redis killed mid-test
+  'test/e2e/seeds/004-external-auth-api.test.ts', // auth-service backoff and 5s timeout measured
 ];
 
 const shared = {

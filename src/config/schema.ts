@@ -102,6 +102,8 @@ export function boolean(meta: Meta = {}): Schema<boolean> {
 
 export function integer(meta: Meta & { min?: number; max?: number } = {}): Schema<number> {
   return base('integer', meta, (value, path, issues) => {
+    // `limit: ${env:RATE_LIMIT_PER_MINUTE}` substitutes a string: plain decimal digits count as the integer.
+    if (typeof value === 'string' && /^(0|[1-9][0-9]{0,14})$/.test(value)) value = Number(value);
     if (typeof value !== 'number' || !Number.isInteger(value)) {
       issues.push({ path, message: `expected an integer, got ${typeName(value)}` });
       return undefined;

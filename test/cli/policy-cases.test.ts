@@ -17,6 +17,10 @@ for (const dir of ['config', 'config/examples']) {
   }
 }
 
+// Vitest puts Vite's BASE_URL=/ (and MODE, DEV, PROD, SSR) into process.env; the environment wins over a
+// cases file's `env:`, and app 000's policy reads its own BASE_URL, so the test runs without Vite's.
+for (const k of ['BASE_URL', 'MODE', 'DEV', 'PROD', 'SSR']) delete process.env[k];
+
 describe('example policy cases', () => {
   it('finds the shipped cases files', () => {
     expect(pairs.map(([, c]) => c.slice(ROOT.length + 1))).toEqual(expect.arrayContaining(['config/portcullis.cases.yaml', 'config/examples/identity-rbac.cases.yaml']));

@@ -82,6 +82,14 @@ routes:
     expect(problems(text, {})).toEqual(['policy.yaml:5:15: environment variable UPSTREAM_URL is not set (referenced as ${env:UPSTREAM_URL})']);
   });
 
+  it('takes an integer from ${env:} (decimal digits only)', () => {
+    const text = BASE + 'limits: { max_headers: "${env:MAX_HEADERS}" }\nroutes:\n  - match: { path: /a }\n    upstream: app\n';
+    expect(problems(text, { MAX_HEADERS: '60' })).toEqual([]);
+    expect(problems(text, { MAX_HEADERS: '60req' }).join('\n')).toContain('expected an integer, got string');
+    expect(problems(text, { MAX_HEADERS: '-1' }).join('\n')).toContain('expected an integer, got string');
+    expect(problems(text, { MAX_HEADERS: '1e3' }).join('\n')).toContain('expected an integer, got string');
+  });
+
   it('never prints a resolved secret in an error', () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcullis-secret-'));
     writeFileSync(join(dir, 'secret.txt'), 'hunter2-very-secret\n');
