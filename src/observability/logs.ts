@@ -74,7 +74,11 @@ export function createLoggers(
     const out = redactCredentials(line);
     return secrets.current && secrets.current.size ? secrets.current.mask(out) : out;
   };
-  const make = (name: string, target: LogTarget, level: LogLevel): Logger => {
+  // `objectPaths`: whether lines may carry arbitrary objects (headers, errors) that need pino's path
+  // redaction. The access log's fields are a fixed set built by RequestTelemetry, none of them a header
+  // map, so it skips path redaction (wildcard paths cost ~10% of a proxied request); every line of every
+  // log still passes the credential and secret mask.
+  const make = (name: string, target: LogTarget, level: LogLevel, objectPaths = true): Logger => {
     const dest = streamFor(target, name);
     if (dest === null) return pino({ level: 'silent' });
     return pino(
@@ -82,17 +86,14 @@ export function createLoggers(
         level,
         base: { log: name },
         timestamp: pino.stdTimeFunctions.isoTime,
-        redact: {
-          paths: [...REDACT_PATHS, '*.secret', '*.password', 'token', '*.token'],
-          censor: '[redacted]',
-        },
+        ...(objectPaths ? { redact: { paths: [...REDACT_PATHS, '*.secret', '*.password', 'token', '*.token'], censor: '[redacted]' } } : {}),
         hooks: { streamWrite: mask },
       },
       dest,
     );
   };
   return {
-    access: make('access', options.access, 'info'),
+    access: make('access', options.access, 'info', false),
     audit: make('audit', options.audit, 'info'),
     error: make('gateway', options.error, options.level),
     flush() {

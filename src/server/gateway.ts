@@ -12,7 +12,7 @@ import { writeProblem } from '../proxy/answer.ts';
 import { canonicalAddress } from '../proxy/cidr.ts';
 import { RequestContext, type ResponseHead } from '../proxy/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
-import { identifyClient, setForwardingHeaders, upstreamHeadersFrom } from '../proxy/headers.ts';
+import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade } from '../proxy/websocket.ts';
@@ -91,19 +91,8 @@ export class Gateway implements ForwardSink {
   handle(req: ClientRequest, res: ClientResponse, scheme: 'http' | 'https', expectContinue: boolean): void {
     const policy = this.#active;
     const use = this.#uses.get(policy)!;
-    use.inflight++;
-    this.#inflight++;
-    this.metrics.inflight.inc();
-    const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
-    const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
+    const { ctx, identity } = this.#begin(policy, use, req, scheme);
     res.once('close', () => this.#end(policy, use, ctx));
-
-    const identity = identifyClient(peer, req.headers, policy.trustedProxies);
-    ctx.clientIp = identity.clientIp;
-    ctx.peerTrusted = identity.trusted;
-    if (identity.proto !== null) ctx.scheme = identity.proto;
-    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
-    for (const o of this.observers) o.onRequestStart?.(ctx);
 
     if (policy.globalRequest !== null) {
       const v = runChain(policy.globalRequest, policy.globalNames, ctx);
@@ -120,6 +109,22 @@ export class Gateway implements ForwardSink {
       }
     }
     this.#route(policy, ctx, req, res, identity.host, expectContinue);
+  }
+
+  /** Counts the request in flight and builds its context: client identity, headers to forward. */
+  #begin(policy: CompiledPolicy, use: PolicyUse, req: ClientRequest, scheme: 'http' | 'https'): { ctx: RequestContext; identity: ClientIdentity } {
+    use.inflight++;
+    this.#inflight++;
+    this.metrics.inflight.inc(); // #end decrements it, for upgrades too
+    const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
+    const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
+    const identity = identifyClient(peer, req.headers, policy.trustedProxies);
+    ctx.clientIp = identity.clientIp;
+    ctx.peerTrusted = identity.trusted;
+    if (identity.proto !== null) ctx.scheme = identity.proto;
+    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+    for (const o of this.observers) o.onRequestStart?.(ctx);
+    return { ctx, identity };
   }
 
   #route(policy: CompiledPolicy, ctx: RequestContext, req: ClientRequest, res: ClientResponse, forwardedHost: string | null, expectContinue: boolean): void {
@@ -185,11 +190,7 @@ export class Gateway implements ForwardSink {
     const res = makeResponse();
     const policy = this.#active;
     const use = this.#uses.get(policy)!;
-    use.inflight++;
-    this.#inflight++;
-    this.metrics.inflight.inc(); // #end decrements it for upgrades too
-    const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
-    const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());
+    const { ctx, identity } = this.#begin(policy, use, req, scheme);
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -197,12 +198,6 @@ export class Gateway implements ForwardSink {
       this.#end(policy, use, ctx);
     };
     socket.once('close', end);
-    const identity = identifyClient(peer, req.headers, policy.trustedProxies);
-    ctx.clientIp = identity.clientIp;
-    ctx.peerTrusted = identity.trusted;
-    if (identity.proto !== null) ctx.scheme = identity.proto;
-    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
-    for (const o of this.observers) o.onRequestStart?.(ctx);
     const refuse = (status: number, reason: string) => {
       this.#refuse(ctx, res, status, reason);
       res.once('finish', () => socket.end());
