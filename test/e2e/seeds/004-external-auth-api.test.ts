@@ -138,18 +138,18 @@ describe('004: API behind an external auth service', () => {
     mode = 'ok';
     expect((await viaLb('/api/items', '198.51.100.1')).status).toBe(200);
     expect(app.received.some((r) => r.url === '/api/items' && r.method === 'GET')).toBe(true);
-  });
 
-  it('the 5 s timeout ends a hanging attempt and the next attempt answers', async () => {
+    // It hangs: the 5 s timeout ends the attempt, and the next attempt answers.
     mode = 'hang_once';
+    authCalls.length = 0;
     const started = Date.now();
-    const r = await viaLb('/api/items', '198.51.100.2');
+    const slow = await viaLb('/api/items', '198.51.100.2');
     const took = Date.now() - started;
-    expect(r.status).toBe(200);
+    expect(slow.status).toBe(200);
     expect(authCalls.length).toBe(2);
     expect(took).toBeGreaterThanOrEqual(5_000);
     expect(took).toBeLessThan(6_500);
-  }, 15_000);
+  }, 20_000);
 
   it('RBAC: user read-only, admin full CRUD; Authorization: Bearer', async () => {
     expect((await viaLb('/api/items/1', '198.51.100.3', USER_TOKEN)).status).toBe(200);
