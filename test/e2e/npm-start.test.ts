@@ -30,7 +30,14 @@ it('npm start serves the default policy in front of the demo upstream', async ()
     });
     expect(JSON.parse(body)).toMatchObject({ service: 'portcullis demo upstream', url: '/hello' });
   } finally {
-    process.kill(-proc.pid!, 'SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      try {
+        process.kill(-proc.pid!, 'SIGTERM'); // the process group: npm and the gateway it started
+      } catch {
+        /* already gone */
+      }
+      await exited;
+    }
   }
 });
