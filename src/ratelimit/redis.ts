@@ -295,6 +295,8 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
+    // Concurrent requests' EVALSHAs leave in one write per event-loop tick instead of one each.
+    enableAutoPipelining: true,
     // Reconnect fast: recovery must follow Redis within a second.
     retryStrategy: (times: number) => Math.min(50 * times, 200),
     username: t.username,
@@ -320,6 +322,7 @@ function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
     lazyConnect: true,
     enableOfflineQueue: false,
     enableReadyCheck: true,
+    enableAutoPipelining: true, // per node, as for a single server
     clusterRetryStrategy: (times: number) => Math.min(50 * times, 200),
     slotsRefreshTimeout: Math.max(o.connectTimeoutMs, 1000),
     maxRedirections: 4,
