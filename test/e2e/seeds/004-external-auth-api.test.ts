@@ -207,8 +207,11 @@ describe('004: API behind an external auth service', () => {
     } finally {
       direct.destroy();
     }
-    const access = jsonLines(gw.stdout()).filter((l) => l.route === 'api');
-    expect(access.some((l) => l.client_ip === '127.0.0.2')).toBe(true);
+    // (The access log is written in batches, at most 100 ms behind.)
+    const access = await waitFor(() => {
+      const lines = jsonLines(gw.stdout()).filter((l) => l.route === 'api');
+      return lines.some((l) => l.client_ip === '127.0.0.2') ? lines : undefined;
+    });
     expect(access.some((l) => String(l.client_ip).startsWith('192.0.2.'))).toBe(false);
   });
 
@@ -248,6 +251,8 @@ describe('004: API behind an external auth service', () => {
     expect(lines.find((l) => l.method === 'DELETE')).toMatchObject({ action: 'write', subject: 'u-42', status: 403, outcome: 'denied', reason: 'method_not_allowed_for_role' });
     expect(lines.some((l) => l.method === 'GET')).toBe(false); // reads are not write operations
     // The audit lines are only in the audit file; access lines only on stdout; the error log is stderr.
+    // (The access log is written in batches, at most 100 ms behind.)
+    await waitFor(() => jsonLines(gw.stdout()).some((l) => l.client_ip === '198.51.100.5' && l.method === 'DELETE'));
     const access = gw.stdout();
     const errors = gw.stderr();
     expect(auditLines(access + errors)).toEqual([]);
