@@ -7,7 +7,8 @@
 // without touching Redis) and a PING probe every `probeMs` brings it back as soon as Redis answers.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { GCRA_LUA } from './gcra.ts';
 import { StoreUnavailableError, type HitResult, type Rate, type RateLimitStore } from './types.ts';
 
@@ -204,7 +205,7 @@ export class RedisStore implements RateLimitStore {
 
   async #loadScript(): Promise<void> {
     const c = this.#client;
-    if (c instanceof Cluster) await Promise.all(c.nodes('master').map((n) => n.script('LOAD', GCRA_LUA)));
+    if (ioredis !== null && c instanceof ioredis.Cluster) await Promise.all(c.nodes('master').map((n) => n.script('LOAD', GCRA_LUA)));
     else await c.script('LOAD', GCRA_LUA);
   }
 
@@ -287,7 +288,14 @@ function tlsOptions(t: RedisTarget): RedisOptions['tls'] {
   return t.ca ? { ca: readFileSync(t.ca) } : {};
 }
 
+// ioredis is loaded when the first Redis store is created, not at start: a policy without Redis does not
+// pay its memory (about 20 MB of RSS).
+const requireModule = createRequire(import.meta.url);
+let ioredis: typeof import('ioredis') | null = null;
+
 function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
+  ioredis ??= requireModule('ioredis') as typeof import('ioredis');
+  const { Redis, Cluster } = ioredis;
   const common: RedisOptions = {
     connectTimeout: o.connectTimeoutMs,
     commandTimeout: o.commandTimeoutMs,
