@@ -57,6 +57,7 @@ const matchSchema = object(
     path: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Exact path.' })),
     path_prefix: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Path prefix, segment-aware: /api matches /api and /api/x, never /apiary.' })),
     methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Methods; all when absent.' })),
+    case_sensitive: withDefault(boolean({ description: 'Match the path with its letter case; false for upstreams that treat /API as /api (so a limit on /api/login also holds /API/LOGIN).' }), true),
   },
   {
     description: 'What requests the route takes. More specific wins: host, then exact path, then longer prefix, then methods.',
@@ -307,7 +308,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       });
       routes.push(compiled);
       const conflict = router.add(
-        { hosts: route.match.host ?? [], path: route.match.path ?? null, pathPrefix: route.match.path_prefix ?? (route.match.path ? null : '/'), methods },
+        { hosts: route.match.host ?? [], path: route.match.path ?? null, pathPrefix: route.match.path_prefix ?? (route.match.path ? null : '/'), methods, caseInsensitive: !route.match.case_sensitive },
         compiled,
         index,
       );

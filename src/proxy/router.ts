@@ -7,16 +7,22 @@ export interface RouteMatchSpec {
   path: string | null;
   pathPrefix: string | null;
   methods: readonly string[];
+  /** Match the path whatever its letter case (for upstreams that treat `/API` as `/api`). */
+  caseInsensitive?: boolean;
 }
 
 interface Candidate<R> {
   methods: ReadonlySet<string> | null;
   route: R;
+  /** Stored under its lower-case path; also taken by requests that differ only in case. */
+  caseless: boolean;
 }
 
 interface HostBucket<R> {
   exact: Map<string, Candidate<R>[]>;
   prefix: Map<string, Candidate<R>[]>;
+  /** Some route here is case-insensitive: lookups also try the lower-cased path. */
+  caseless: boolean;
 }
 
 export type RouteConflict = { index: number; otherIndex: number };
@@ -30,7 +36,7 @@ export class Router<R> {
   readonly #exactHosts = new Map<string, HostBucket<R>>();
   /** Wildcard hosts by suffix (`*.example.com` → `.example.com`), longest suffix first. */
   #wildcardHosts: [string, HostBucket<R>][] = [];
-  readonly #anyHost: HostBucket<R> = { exact: new Map(), prefix: new Map() };
+  readonly #anyHost: HostBucket<R> = { exact: new Map(), prefix: new Map(), caseless: false };
   /** `host path` → method (or `*`) → index of the route that claimed it, to refuse duplicates. */
   readonly #claimed = new Map<string, Map<string, number>>();
 
@@ -38,7 +44,9 @@ export class Router<R> {
   add(spec: RouteMatchSpec, route: R, index: number): RouteConflict | null {
     const methods = spec.methods.length ? new Set(spec.methods.map((m) => m.toUpperCase())) : null;
     const hosts = spec.hosts.length ? spec.hosts.map((h) => h.toLowerCase()) : ['*'];
-    const key = spec.path !== null ? `=${spec.path}` : `^${prefixKey(spec.pathPrefix ?? '/')}`;
+    const caseless = spec.caseInsensitive === true;
+    const fold = (p: string) => (caseless ? p.toLowerCase() : p);
+    const key = spec.path !== null ? `=${fold(spec.path)}` : `^${fold(prefixKey(spec.pathPrefix ?? '/'))}`;
     for (const host of hosts) {
       // Same host, same path, overlapping methods: the later route could never match.
       const claimed = this.#claimed.get(`${host} ${key}`) ?? new Map<string, number>();
@@ -49,10 +57,11 @@ export class Router<R> {
       for (const method of methods ?? ['*']) claimed.set(method, index);
       this.#claimed.set(`${host} ${key}`, claimed);
       const bucket = this.#bucket(host);
+      if (caseless) bucket.caseless = true;
       const table = spec.path !== null ? bucket.exact : bucket.prefix;
-      const mapKey = spec.path !== null ? spec.path : prefixKey(spec.pathPrefix ?? '/');
+      const mapKey = fold(spec.path !== null ? spec.path : prefixKey(spec.pathPrefix ?? '/'));
       const list = table.get(mapKey) ?? [];
-      list.push({ methods, route });
+      list.push({ methods, route, caseless });
       // Routes limited to methods are more specific than catch-all ones on the same path.
       list.sort((a, b) => (a.methods === null ? 1 : 0) - (b.methods === null ? 1 : 0));
       table.set(mapKey, list);
@@ -66,7 +75,7 @@ export class Router<R> {
       const suffix = host.slice(1);
       let entry = this.#wildcardHosts.find(([s]) => s === suffix);
       if (!entry) {
-        entry = [suffix, { exact: new Map(), prefix: new Map() }];
+        entry = [suffix, { exact: new Map(), prefix: new Map(), caseless: false }];
         this.#wildcardHosts.push(entry);
         this.#wildcardHosts.sort((a, b) => b[0].length - a[0].length);
       }
@@ -74,7 +83,7 @@ export class Router<R> {
     }
     let bucket = this.#exactHosts.get(host);
     if (!bucket) {
-      bucket = { exact: new Map(), prefix: new Map() };
+      bucket = { exact: new Map(), prefix: new Map(), caseless: false };
       this.#exactHosts.set(host, bucket);
     }
     return bucket;
@@ -103,20 +112,25 @@ export class Router<R> {
   }
 }
 
-function pick<R>(list: Candidate<R>[] | undefined, method: string): R | null {
+function pick<R>(list: Candidate<R>[] | undefined, method: string, caselessOnly: boolean): R | null {
   if (list === undefined) return null;
-  for (const c of list) if (c.methods === null || c.methods.has(method)) return c.route;
+  for (const c of list) if ((c.methods === null || c.methods.has(method)) && (!caselessOnly || c.caseless)) return c.route;
   return null;
 }
 
 function matchBucket<R>(bucket: HostBucket<R>, method: string, path: string): R | null {
-  const exact = pick(bucket.exact.get(path), method);
+  // The lower-cased path is tried only for case-insensitive routes, right after the exact-case lookup
+  // at the same specificity, so an exact path still beats any prefix.
+  const lower = bucket.caseless ? path.toLowerCase() : path;
+  const folded = lower !== path;
+  const exact = pick(bucket.exact.get(path), method, false) ?? (folded ? pick(bucket.exact.get(lower), method, true) : null);
   if (exact !== null) return exact;
   if (bucket.prefix.size === 0) return null;
   // Longest prefix first, cutting at segment boundaries: /a/b/c, /a/b, /a, /.
   let end = path.length > 1 && path.endsWith('/') ? path.length - 1 : path.length;
   for (;;) {
-    const candidate = pick(bucket.prefix.get(end === 0 ? '/' : path.slice(0, end)), method);
+    const cut = end === 0 ? 1 : end;
+    const candidate = pick(bucket.prefix.get(path.slice(0, cut)), method, false) ?? (folded ? pick(bucket.prefix.get(lower.slice(0, cut)), method, true) : null);
     if (candidate !== null) return candidate;
     if (end === 0) return null;
     end = path.lastIndexOf('/', end - 1);

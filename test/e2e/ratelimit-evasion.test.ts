@@ -27,7 +27,11 @@ rate_limits:
   login: { key: client_ip, limit: 3, window: 1h }
   per_ip: { key: client_ip, limit: 3, window: 1h }
   per_token: { key: token, limit: 3, window: 1h }
+  login_ci: { key: client_ip, limit: 3, window: 1h }
 routes:
+  # An upstream that reads /API/LOGIN as /api/login: the route says so, and a catch-all sits beside it.
+  - { name: ci-login, match: { host: ci.local, path_prefix: /api/login, case_sensitive: false }, upstream: app, rate_limit: login_ci }
+  - { name: ci-rest, match: { host: ci.local, path_prefix: / }, upstream: app }
   - { name: login, match: { path_prefix: /api/login }, upstream: app, rate_limit: login }
   - { name: ip, match: { path_prefix: /ip }, upstream: app, rate_limit: per_ip }
   - { name: data, match: { path_prefix: /data }, upstream: app, rate_limit: per_token }
@@ -87,6 +91,16 @@ describe('evasion attempts are limited as one client', () => {
     expect(statusOf(encodedSlash)).toBe(400);
     expect(upstream.received.length).toBe(3);
     expect(upstream.received.every((r) => r.url.startsWith('/api/login'))).toBe(true);
+  });
+
+  it('path case variants of a case-insensitive limited route, next to a catch-all route', async () => {
+    const variants = ['/api/login', '/API/LOGIN', '/Api/Login', '/API/%4cOGIN', '/aPi//LoGiN/'];
+    const statuses = [];
+    for (const v of variants) statuses.push(statusOf(await rawRequest(gw.url, `GET ${v} HTTP/1.1\r\nHost: ci.local\r\nConnection: close\r\n\r\n`)));
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect(upstream.received.length).toBe(3);
+    // The catch-all still answers other paths, unlimited by the login limit.
+    expect(statusOf(await rawRequest(gw.url, 'GET /other HTTP/1.1\r\nHost: ci.local\r\nConnection: close\r\n\r\n'))).toBe(200);
   });
 
   it('the same token in the Authorization header and in the cookie, from several addresses', async () => {

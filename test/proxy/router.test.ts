@@ -60,3 +60,29 @@ describe('Router', () => {
     expect(add('e', { pathPrefix: '/y' })).toEqual({ index: 4, otherIndex: 3 });
   });
 });
+
+describe('Router, case-insensitive routes', () => {
+  it('takes any letter case for a case-insensitive route, keeping specificity', () => {
+    const r = new Router<string>();
+    r.add({ hosts: [], path: null, pathPrefix: '/', methods: [] }, 'catch-all', 0);
+    r.add({ hosts: [], path: '/api/login', pathPrefix: null, methods: ['POST'], caseInsensitive: true }, 'login', 1);
+    r.add({ hosts: [], path: null, pathPrefix: '/Files', methods: [], caseInsensitive: true }, 'files', 2);
+    r.add({ hosts: [], path: null, pathPrefix: '/Docs', methods: [] }, 'docs', 3);
+    expect(r.match('x', 'POST', '/api/login')).toBe('login');
+    expect(r.match('x', 'POST', '/API/LOGIN')).toBe('login');
+    expect(r.match('x', 'POST', '/Api/Login')).toBe('login');
+    expect(r.match('x', 'GET', '/API/LOGIN')).toBe('catch-all');
+    expect(r.match('x', 'GET', '/FILES/a/b')).toBe('files');
+    expect(r.match('x', 'GET', '/files')).toBe('files');
+    expect(r.match('x', 'GET', '/filesystem')).toBe('catch-all');
+    // Case-sensitive routes keep their case.
+    expect(r.match('x', 'GET', '/Docs/x')).toBe('docs');
+    expect(r.match('x', 'GET', '/docs/x')).toBe('catch-all');
+  });
+
+  it('refuses a case-insensitive duplicate', () => {
+    const r = new Router<string>();
+    expect(r.add({ hosts: [], path: '/a', pathPrefix: null, methods: [], caseInsensitive: true }, 'a', 0)).toBeNull();
+    expect(r.add({ hosts: [], path: '/A', pathPrefix: null, methods: [], caseInsensitive: true }, 'b', 1)).toEqual({ index: 1, otherIndex: 0 });
+  });
+});
