@@ -127,17 +127,27 @@ export class Gateway implements ForwardSink {
     return { ctx, identity };
   }
 
-  #route(policy: CompiledPolicy, ctx: RequestContext, req: ClientRequest, res: ClientResponse, forwardedHost: string | null, expectContinue: boolean): void {
+  /**
+   * Normalizes the target and the host into `ctx` (path, query, authority, host): the values routed and
+   * forwarded, for requests and upgrades alike. Returns the reason of a 400, or null.
+   */
+  #target(ctx: RequestContext, req: ClientRequest, forwardedHost: string | null): string | null {
     const target = normalizeTarget(req.url ?? '/');
-    if (typeof target === 'string') return this.#refuse(ctx, res, 400, target);
+    if (typeof target === 'string') return target;
     const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
-    if (authority === undefined || !HOST.test(authority)) return this.#refuse(ctx, res, 400, 'invalid_host');
+    if (authority === undefined || !HOST.test(authority)) return 'invalid_host';
     const host = hostname(authority);
-    if (target.authority !== null && hostname(target.authority) !== host) return this.#refuse(ctx, res, 400, 'host_mismatch');
+    if (target.authority !== null && hostname(target.authority) !== host) return 'host_mismatch';
     ctx.path = target.path;
     ctx.query = target.query;
     ctx.authority = authority;
     ctx.host = forwardedHost !== null ? hostname(forwardedHost) : host;
+    return null;
+  }
+
+  #route(policy: CompiledPolicy, ctx: RequestContext, req: ClientRequest, res: ClientResponse, forwardedHost: string | null, expectContinue: boolean): void {
+    const bad = this.#target(ctx, req, forwardedHost);
+    if (bad !== null) return this.#refuse(ctx, res, 400, bad);
     const smuggling = req.httpVersionMajor === 1 ? framingProblem(req as IncomingMessage) : null;
     if (smuggling !== null) {
       // Where the body ends is unknown: nothing more can be read safely from this connection.
@@ -207,14 +217,8 @@ export class Gateway implements ForwardSink {
         const d = await runChain(policy.globalRequest, policy.globalNames, ctx);
         if (d) return this.#deny(ctx, res, d);
       }
-      const target = normalizeTarget(req.url ?? '/');
-      if (typeof target === 'string') return refuse(400, target);
-      const authority = req.headers.host;
-      if (authority === undefined || !HOST.test(authority)) return refuse(400, 'invalid_host');
-      ctx.path = target.path;
-      ctx.query = target.query;
-      ctx.authority = authority;
-      ctx.host = hostname(identity.host ?? authority);
+      const bad = this.#target(ctx, req, identity.host);
+      if (bad !== null) return refuse(400, bad);
       const route = policy.router.match(ctx.host, ctx.method, ctx.path);
       if (route === null) return refuse(404, 'route_not_found');
       ctx.route = route;

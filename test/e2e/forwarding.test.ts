@@ -254,6 +254,13 @@ describe('attacks on routing and framing (raw sockets)', () => {
     expect(upstream.received).toHaveLength(0);
   });
 
+  it('refuses an upgrade whose absolute-form target names another host, as for any request', async () => {
+    const res = await rawRequest(gw.url, 'GET http://admin.local/admin/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    expect(statusOf(res)).toBe(400);
+    expect(reasonOf(res)).toBe('host_mismatch');
+    expect(upstream.received).toHaveLength(0);
+  });
+
   it('forwards the normalized path, the same one it routed', async () => {
     const res = await send('GET /api/x/../%61b//c/./d HTTP/1.1');
     expect(statusOf(res)).toBe(200);
