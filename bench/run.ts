@@ -264,7 +264,7 @@ async function main(): Promise<void> {
     const one = await startPortcullis(passthroughPolicy(upstreamUrl), {}, `0,${LOAD_CORE}`);
     const r1 = await measure(one.url + '/');
     await stop(one.proc);
-    const two = await startPortcullis(passthroughPolicy(upstreamUrl, 'workers: 2\n'), {}, `0,${LOAD_CORE}`);
+    const two = await startPortcullis(passthroughPolicy(upstreamUrl, { top: 'workers: 2' }), {}, `0,${LOAD_CORE}`);
     const r2 = await measure(two.url + '/');
     await stop(two.proc);
     extras.workers = { one_rps: Math.round(r1.requests.average), two_rps: Math.round(r2.requests.average), ratio: +(r2.requests.average / r1.requests.average).toFixed(2) };

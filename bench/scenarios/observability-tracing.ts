@@ -2,6 +2,7 @@
 // and the access log. The issue asks for the figure to be reported, with no target.
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { passthroughPolicy } from '../policy.ts';
 import type { Scenario } from './types.ts';
 
 /** Fixed so that `policy` does not depend on the order the harness calls `setup` and `policy`. */
@@ -28,26 +29,13 @@ export const scenario: Scenario = {
       if (spansBytes === 0) process.stderr.write('observability-tracing: the receiver got no spans\n');
     };
   },
-  policy: (ctx) => `
-version: 1
-listeners:
-  - address: \${LISTEN}
-admin: { address: \${ADMIN} }
-log:
-  access: ${join(ctx.dir, 'access-tracing.log')}
-  audit: off
-  error: stderr
-  level: warn
-tracing:
+  policy: (ctx) =>
+    passthroughPolicy(ctx.upstreamUrl, {
+      log: `{ access: "${join(ctx.dir, 'access-tracing.log')}", audit: off, error: stderr, level: warn }`,
+      top: `tracing:
   endpoint: http://127.0.0.1:${RECEIVER_PORT}
-  sample_ratio: 0.1
-upstreams:
-  app: { url: "${ctx.upstreamUrl}", max_connections: 64 }   # as the passthrough reference (bench/policy.ts)
-routes:
-  - name: bench
-    match: { path_prefix: / }
-    upstream: app
-`,
+  sample_ratio: 0.1`,
+    }),
   env: () => ({ OTEL_BSP_SCHEDULE_DELAY: '1000' }),
   target: { note: 'report only: tracing at 10% sampling (issue 7)' },
 };
