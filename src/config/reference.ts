@@ -34,7 +34,7 @@ export function renderPolicyReference(): string {
     '',
     'Generated from the schemas by `npm run docs:reference` (a test fails when this file is out of date).',
     'Durations are written `500ms`, `2s`, `1m`, `1h`, `7d`; sizes `512`, `64KiB`, `10MiB`. Every string may',
-    'use `${env:NAME}`, `${env:NAME:-default}` and `${file:PATH}`. See README.md for what each part does.',
+    'use `${env:NAME}`, `${env:NAME:-default}` and `${file:PATH}`. See docs/policy.md for what each part does.',
     '',
   ];
   for (const [key, node] of Object.entries(root.fields ?? {})) {

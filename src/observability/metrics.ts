@@ -4,7 +4,7 @@
 // Naming (checked by `counter()`, `gauge()`, `histogram()`): `portcullis_` prefix, snake_case, base units
 // (`_seconds`, `_bytes`), counters end in `_total`, label values bounded (route, upstream and provider
 // names from the policy, reasons declared by the filter modules; never raw paths, tokens or client input).
-// Metric names the protections use are listed in METRIC_NAMES below and in the README.
+// Metric names the protections use are listed in METRIC_NAMES below and in docs/observability.md.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Buckets for a proxy: most answers take well under 10 ms, upstream calls up to tens of seconds. */
