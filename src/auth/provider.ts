@@ -2,6 +2,7 @@
 // `ctx.subject` and `ctx.claims` or denies, the roles and scopes of a verified identity (for `authorize`),
 // and the upstream headers it owns (client-sent copies are removed on every route).
 import type { RequestContext } from '../proxy/context.ts';
+import { singleCookie } from '../proxy/cookie.ts';
 import type { Deny, Verdict } from '../filters/types.ts';
 
 export interface Grants {
@@ -123,18 +124,8 @@ function fromHeader(name: string, scheme: string): (ctx: RequestContext) => Extr
 
 function fromCookie(name: string): (ctx: RequestContext) => Extracted {
   return (ctx) => {
-    const raw = ctx.requestHeaders.cookie;
-    if (raw === undefined) return null;
-    let found: string | null = null;
-    for (const part of (Array.isArray(raw) ? raw.join('; ') : raw).split(';')) {
-      const eq = part.indexOf('=');
-      if (eq === -1 || part.slice(0, eq).trim() !== name) continue;
-      const token = part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
-      if (token === '') continue;
-      if (found !== null && found !== token) return AMBIGUOUS;
-      found = token;
-    }
-    return found;
+    const token = singleCookie(ctx.requestHeaders.cookie, name);
+    return token === undefined ? AMBIGUOUS : token;
   };
 }
 

@@ -3,6 +3,7 @@
 // is https (or, without `public_url`, when the client's connection is), `SameSite` at least as strict as
 // the policy's, and the `__Host-` / `__Secure-` prefix rules. The name=value pair is never changed.
 import { array, object, oneOf, optional, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { trimOws } from '../proxy/cookie.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
 import { defineFilter, type CompileEnv } from './types.ts';
 
@@ -60,7 +61,7 @@ export function rewriteSetCookie(line: string, rules: CookieRules, https: boolea
   const semi = line.indexOf(';');
   const pair = semi === -1 ? line : line.slice(0, semi);
   const eq = pair.indexOf('=');
-  const name = (eq === -1 ? '' : pair.slice(0, eq)).trim();
+  const name = trimOws(eq === -1 ? '' : pair.slice(0, eq));
   const attrs: string[] = [];
   let hasHttpOnly = false;
   let hasSecure = false;
@@ -68,11 +69,11 @@ export function rewriteSetCookie(line: string, rules: CookieRules, https: boolea
   let path: string | null = null;
   if (semi !== -1) {
     for (const raw of line.slice(semi + 1).split(';')) {
-      const attr = raw.trim();
+      const attr = trimOws(raw);
       if (attr === '') continue;
       const aeq = attr.indexOf('=');
-      const key = (aeq === -1 ? attr : attr.slice(0, aeq)).trim().toLowerCase();
-      const value = aeq === -1 ? '' : attr.slice(aeq + 1).trim();
+      const key = trimOws(aeq === -1 ? attr : attr.slice(0, aeq)).toLowerCase();
+      const value = aeq === -1 ? '' : trimOws(attr.slice(aeq + 1));
       if (key === 'httponly') hasHttpOnly = true;
       else if (key === 'secure') hasSecure = true;
       else if (key === 'samesite') sameSite = value.toLowerCase();

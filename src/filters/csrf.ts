@@ -8,6 +8,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import { boolean, object, oneOf, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import { compileOrigins, originListSchema, originOfUrl, type OriginList } from './origins.ts';
+import { cookieValues } from '../proxy/cookie.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
 import { defineFilter, deny, type CompileEnv, type Deny } from './types.ts';
 
@@ -71,24 +72,6 @@ export function compileCsrfPolicy(config: CsrfPolicyConfig, path: Path, env: Com
     header: config.header.toLowerCase(),
     config,
   };
-}
-
-/** The value of cookie `name` in a Cookie header; `null` when absent, `undefined` when it appears twice. */
-export function cookieValue(header: string | undefined, name: string): string | null | undefined {
-  if (header === undefined) return null;
-  let found: string | null = null;
-  let start = 0;
-  while (start < header.length) {
-    let end = header.indexOf(';', start);
-    if (end === -1) end = header.length;
-    const eq = header.indexOf('=', start);
-    if (eq !== -1 && eq < end && header.slice(start, eq).trim() === name) {
-      if (found !== null) return undefined; // tossed: a second cookie of that name (from a subdomain, say)
-      found = header.slice(eq + 1, end).trim();
-    }
-    start = end + 1;
-  }
-  return found;
 }
 
 const CROSS_SITE = deny(403, 'cross_site_request', 'cross-site unsafe requests are refused');
@@ -167,10 +150,11 @@ export const csrf = defineFilter<Record<string, CsrfPolicyConfig>, string | Csrf
       if (sent === undefined || sent === '') return MISSING;
       if (typeof sent !== 'string') return MISMATCH;
       if (tokenDigest !== null) return safeEqual(sent, tokenDigest) ? undefined : MISMATCH;
-      const fromCookie = cookieValue(ctx.requestHeaders.cookie, cookie!);
-      if (fromCookie === null || fromCookie === '') return MISSING;
-      if (fromCookie === undefined) return MISMATCH;
-      return safeEqual(sent, digest(fromCookie)) ? undefined : MISMATCH;
+      const fromCookie = cookieValues(ctx.requestHeaders.cookie, cookie!);
+      if (fromCookie.length === 0 || fromCookie[0] === '') return MISSING;
+      // Tossed: a second cookie of that name (set by a sibling domain, say) makes neither trustworthy.
+      if (fromCookie.length > 1) return MISMATCH;
+      return safeEqual(sent, digest(fromCookie[0]!)) ? undefined : MISMATCH;
     };
     const log = env.telemetry.log.child({ filter: 'csrf', route: routeName });
     const report = (ctx: RequestContext): undefined => {

@@ -12,6 +12,7 @@ import {
 } from '../config/schema.ts';
 import { addressToBigInt } from '../proxy/cidr.ts';
 import type { RequestContext } from '../proxy/context.ts';
+import { cookieValues } from '../proxy/cookie.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
 import { makeRate, type Rate } from '../ratelimit/types.ts';
@@ -163,24 +164,12 @@ function headerValue(ctx: RequestContext, name: string): string | null {
   return s === '' ? null : s;
 }
 
-function cookieValue(header: string | undefined, name: string): string | null {
-  if (header === undefined) return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq !== -1 && part.slice(0, eq).trim() === name) {
-      const v = part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
-      return v === '' ? null : v;
-    }
-  }
-  return null;
-}
-
 /** The token of the request: Authorization: Bearer, else the cookie. The same token counts once however sent. */
 function tokenOf(ctx: RequestContext, cookie: string): string | null {
   const auth = ctx.requestHeaders.authorization;
   if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ') return auth.slice(7).trim() || null;
-  const c = ctx.requestHeaders.cookie;
-  return cookieValue(Array.isArray(c) ? c.join('; ') : c, cookie);
+  const values = cookieValues(ctx.requestHeaders.cookie, cookie);
+  return values.length === 0 || values[0] === '' ? null : values[0]!;
 }
 
 type Part = (ctx: RequestContext, routeName: string) => string | null;
