@@ -3,6 +3,8 @@
 import { loadAndCompile, type CompiledPolicy, type CompiledRoute } from '../config/compile.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { RequestContext } from '../proxy/context.ts';
+import { hardeningRefusal, type Refusal } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
 
@@ -38,12 +40,23 @@ export async function explain(file: string, method?: string, url?: string): Prom
         out = { request: `${method} ${url}`, answer: { status: 400, reason: target } };
       } else {
         const host = hostname(parsed.host);
-        const route = policy.router.match(host, method.toUpperCase(), target.path);
+        const m = method.toUpperCase();
+        const route = policy.router.match(host, m, target.path);
+        let refused: Refusal | null = null;
+        if (route !== null) {
+          const ctx = new RequestContext(m, '1.1', { host: parsed.host }, '127.0.0.1', parsed.protocol === 'https:' ? 'https' : 'http', 0);
+          ctx.path = target.path;
+          ctx.query = target.query;
+          ctx.host = host;
+          ctx.targetFlags = target.flags;
+          refused = hardeningRefusal(policy, route, ctx);
+        }
         out = {
-          request: `${method.toUpperCase()} ${url}`,
+          request: `${m} ${url}`,
           normalized: { host, path: target.path, query: target.query },
           global_filters: global,
           ...(route ? describeRoute(route) : { answer: { status: 404, reason: 'route_not_found' } }),
+          ...(refused !== null ? { answer: { status: refused.status, reason: refused.reason, ...(route!.hardening.report ? { mode: 'report: logged, not refused' } : {}) } } : {}),
         };
       }
     }

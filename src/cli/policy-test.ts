@@ -11,6 +11,7 @@ import { Metrics } from '../observability/metrics.ts';
 import { RequestContext } from '../proxy/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { hardeningRefusal, restoreKeptHeaders } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
 import { mintToken } from './token.ts';
@@ -41,7 +42,7 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   const host = req.host ?? headers.host ?? 'localhost';
   headers.host = host;
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', 'https', performance.now());
-  ctx.upstreamHeaders = upstreamHeadersFrom(headers, false);
+  ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
   const answer = (status: number, reason: string, filter: string, extra: Record<string, string | string[] | undefined> = {}): Outcome =>
     ({ status, reason, filter, headers: { ...ctx.responseHeaders, ...extra }, ctx });
   if (policy.globalRequest !== null) {
@@ -52,11 +53,16 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   if (typeof target === 'string') return answer(400, target, 'gateway');
   ctx.path = target.path;
   ctx.query = target.query;
+  ctx.targetFlags = target.flags;
   ctx.authority = host;
   ctx.host = hostname(host);
+  if (method === 'CONNECT') return answer(405, 'method_not_allowed', 'gateway');
   const route = policy.router.match(ctx.host, method, ctx.path);
   if (route === null) return answer(404, 'route_not_found', 'gateway');
   ctx.route = route;
+  const refused = hardeningRefusal(policy, route, ctx);
+  if (refused !== null && !route.hardening.report) return answer(refused.status, refused.reason, 'gateway', refused.headers);
+  if (refused === null) restoreKeptHeaders(route, ctx);
   if (route.request !== null) {
     const d = await runChain(route.request, route.requestNames, ctx);
     if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);

@@ -8,6 +8,10 @@ import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../f
 import type { Telemetry } from '../observability/telemetry.ts';
 import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
 import { CidrSet } from '../proxy/cidr.ts';
+import {
+  compileRouteHardening, compileScrubber, hardeningSchema, routeHardeningSchema,
+  type HardeningConfig, type RouteHardening, type RouteHardeningConfig,
+} from '../proxy/hardening.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { Router } from '../proxy/router.ts';
 import { PolicyError, type PolicyProblem } from './errors.ts';
@@ -75,6 +79,7 @@ function routeSchema(): Schema<Record<string, unknown> & CoreRoute> {
     timeout: optional(duration({ description: 'Upstream timeout for this route (overrides the upstream\'s).' })),
     max_body_size: optional(size({ description: 'Request body limit for this route.' })),
     websocket: withDefault(boolean({ description: 'Let WebSocket upgrades through (after the route\'s filters).' }), true),
+    hardening: optional(routeHardeningSchema),
   };
   for (const m of filterModules) if (m.routeKey && m.routeSchema) fields[m.routeKey] = optional(m.routeSchema);
   return object(fields) as unknown as Schema<Record<string, unknown> & CoreRoute>;
@@ -87,6 +92,7 @@ interface CoreRoute {
   timeout: number | undefined;
   max_body_size: number | undefined;
   websocket: boolean;
+  hardening: RouteHardeningConfig | undefined;
 }
 
 function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
@@ -110,6 +116,7 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     ),
     trusted_proxies: withDefault(array(cidr(), { description: 'Peers whose X-Forwarded-* and Forwarded headers are believed.' }), []),
     limits: withDefault(limitsSchema, limitsSchema.parse({}, [], [])!),
+    hardening: hardeningSchema,
     log: withDefault(logSchema, logSchema.parse({}, [], [])!),
     tracing: optional(tracingSchema),
     upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
@@ -128,6 +135,7 @@ export interface CorePolicy {
   workers: number | 'auto';
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
+  hardening: HardeningConfig;
   log: Infer<typeof logSchema>;
   tracing: TracingPolicy | undefined;
   upstreams: Record<string, Infer<typeof upstreamSchema>>;
@@ -144,6 +152,10 @@ export interface CompiledRoute {
   readonly timeoutMs: number | null;
   readonly maxBodySize: number;
   readonly websocket: boolean;
+  /** Methods the route lists (upper case), null when it takes any. */
+  readonly methods: ReadonlySet<string> | null;
+  /** Request-path hardening rules (global defaults with the route's exceptions). */
+  readonly hardening: RouteHardening;
   /** Request hooks in chain order, null when none (checked once per request). */
   readonly request: readonly RequestHook[] | null;
   readonly requestNames: readonly string[];
@@ -166,6 +178,15 @@ export interface CompiledPolicy {
   readonly trustedProxies: CidrSet;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly router: Router<CompiledRoute>;
+  /**
+   * Every route under its lower-case, trailing-slash-free path (case-insensitive): the route a request's
+   * canonical spelling takes (docs/security.md "path spelling").
+   */
+  readonly canonicalRouter: Router<CompiledRoute>;
+  /** Some route path has upper case or a trailing slash, so even a canonical request spelling must be checked. */
+  readonly spellingSensitive: boolean;
+  /** Client header names removed before any filter (hardening): name, peer trusted → remove. */
+  readonly scrub: (name: string, trustedPeer: boolean) => boolean;
   readonly routes: readonly CompiledRoute[];
   readonly globalRequest: readonly RequestHook[] | null;
   readonly globalNames: readonly string[];
@@ -265,6 +286,8 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     }
 
     const router = new Router<CompiledRoute>();
+    const canonicalRouter = new Router<CompiledRoute>();
+    let spellingSensitive = false;
     const routes: CompiledRoute[] = [];
     const names = new Map<string, number>();
     policy.routes.forEach((route, index) => {
@@ -300,6 +323,8 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         timeoutMs: route.timeout ?? null,
         maxBodySize: route.max_body_size ?? policy.limits.max_body_size,
         websocket: route.websocket,
+        methods: methods.length ? new Set(methods) : null,
+        hardening: compileRouteHardening(policy.hardening, route.hardening),
         request: requestFilters.length ? requestFilters.map((f) => f.onRequest!) : null,
         requestNames: requestFilters.map((f) => f.name),
         response: responseHooks.length ? responseHooks : null,
@@ -313,6 +338,27 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         index,
       );
       if (conflict) env.problem([...routePath, 'match'], `duplicate route: routes[${conflict.otherIndex}] already matches the same host, path and methods`);
+      else {
+        // The canonical table: one spelling per route, so a request spelled differently can be checked
+        // against the route its canonical spelling takes. Two routes that differ only in case or a
+        // trailing slash cannot both protect their spellings.
+        const exact = route.match.path;
+        if (exact !== undefined && (exact !== exact.toLowerCase() || (exact.length > 1 && exact.endsWith('/')))) spellingSensitive = true;
+        const prefix = route.match.path_prefix;
+        if (prefix !== undefined && prefix !== prefix.toLowerCase()) spellingSensitive = true;
+        const canonicalExact = exact === undefined ? null : exact.length > 1 && exact.endsWith('/') ? exact.slice(0, -1) : exact;
+        const clash = canonicalRouter.add(
+          { hosts: route.match.host ?? [], path: canonicalExact, pathPrefix: prefix ?? (exact ? null : '/'), methods, caseInsensitive: true },
+          compiled,
+          index,
+        );
+        if (clash && (compiled.hardening.protectSpelling || routes[clash.otherIndex]!.hardening.protectSpelling)) {
+          env.problem(
+            [...routePath, 'match'],
+            `routes[${clash.otherIndex}] matches the same path but for letter case or a trailing slash: an upstream that ignores them could not tell the two apart. Merge them, or set \`hardening: { path_spelling: allow }\` on both if the upstream is case- and slash-sensitive`,
+          );
+        }
+      }
     });
 
     if (issues.length) throw fail();
@@ -333,6 +379,9 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       trustedProxies: new CidrSet(policy.trusted_proxies),
       upstreams,
       router,
+      canonicalRouter,
+      spellingSensitive,
+      scrub: compileScrubber(policy.hardening),
       routes,
       globalRequest: globalRequest.length ? globalRequest.map((f) => f.onRequest!) : null,
       globalNames: globalRequest.map((f) => f.name),

@@ -138,6 +138,9 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     for (const h of copy) {
       const v = res.headers[h];
       if (v === undefined) continue;
+      // Several field lines are one comma list (RFC 9110 5.3) only when no line holds a comma itself;
+      // otherwise where one value ends is ambiguous to the upstream, so the answer is refused.
+      if (Array.isArray(v) && v.some((line) => line.includes(','))) return { deny: badHeader, subject: null, claims: null, headers: [] };
       const text = Array.isArray(v) ? v.join(', ') : v;
       if (text.length > cfg.max_header_size || UNSAFE.test(text)) return { deny: badHeader, subject: null, claims: null, headers: [] };
       copied.push([h, text]);
@@ -147,6 +150,8 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
       const v = res.headers[h];
       return Array.isArray(v) ? v.join(',') : v;
     };
+    // The subject is one value: two subject lines (or a list) cannot say who the user is.
+    if (subjectHeader !== undefined && Array.isArray(res.headers[subjectHeader])) return { deny: badHeader, subject: null, claims: null, headers: [] };
     const subject = one(subjectHeader) ?? null;
     const claims: Record<string, unknown> = {};
     if (subject !== null) claims.sub = subject;

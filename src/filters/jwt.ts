@@ -125,6 +125,21 @@ function readPem(value: string): string {
 const requireModule = createRequire(import.meta.url);
 let jose: typeof import('jose') | null = null;
 
+/**
+ * The header form of a claim: a string as is, a list of strings joined with `,` (what apps split), any
+ * other value as JSON. A list element that holds a `,`, is empty or has surrounding whitespace would read
+ * as other elements once split (`["user,admin"]` as two roles): such a claim has no faithful header form,
+ * and null refuses the token (`claim_header_invalid`).
+ */
+export function claimHeaderValue(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+    for (const x of v as string[]) if (x === '' || x.includes(',') || x.trim() !== x) return null;
+    return v.join(',');
+  }
+  return JSON.stringify(v);
+}
+
 export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Path, env: CompileEnv): AuthProvider {
   jose ??= requireModule('jose') as typeof import('jose');
   const { compactVerify } = jose;
@@ -266,8 +281,8 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     for (const [read, header] of claimHeaders) {
       const v = read(payload);
       if (v === undefined || v === null) continue;
-      const text = typeof v === 'string' ? v : Array.isArray(v) && v.every((x) => typeof x === 'string') ? v.join(',') : JSON.stringify(v);
-      if (text.length > maxHeader || UNSAFE_HEADER_VALUE.test(text)) return D('claim_header_invalid');
+      const text = claimHeaderValue(v);
+      if (text === null || text.length > maxHeader || UNSAFE_HEADER_VALUE.test(text)) return D('claim_header_invalid');
       headers.push([header, text]);
     }
     return { subject: sub ?? null, claims: Object.freeze(payload), headers };

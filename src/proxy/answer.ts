@@ -2,9 +2,47 @@
 // failures. Always application/problem+json with a stable `reason` and the request id; never a stack trace.
 import { STATUS_CODES } from 'node:http';
 import type { RequestContext, ResponseHead } from './context.ts';
+import type { IncomingMessage } from 'node:http';
 import type { ClientResponse } from './forwarder.ts';
 
+/** A request that announced a body (Content-Length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const cl = h['content-length'];
+  return cl !== undefined && cl !== '0';
+}
+
 export const PROBLEM_TYPE_BASE = 'https://portcullis.dev/reasons/';
+
+// The security headers of every answer the gateway writes itself, before routing too (400, 404, 408, 413,
+// 431, 505): a problem body is never a document, so the strictest set fits. A route's own headers policy
+// (its response hooks run after) may change them on that route's answers.
+const ANSWER_HEADERS: readonly (readonly [string, string])[] = [
+  ['x-content-type-options', 'nosniff'],
+  ['content-security-policy', "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"],
+  ['cross-origin-opener-policy', 'same-origin'],
+  ['cross-origin-embedder-policy', 'require-corp'],
+  ['cross-origin-resource-policy', 'same-origin'],
+  ['referrer-policy', 'no-referrer'],
+  ['x-frame-options', 'DENY'],
+];
+/** Sent only over TLS (a browser ignores it on plain HTTP); no includeSubDomains: that is the policy's call. */
+const ANSWER_HSTS = 'max-age=31536000';
+
+/** Adds the answer security headers to `headers` (HSTS when the client's connection is TLS). */
+export function addAnswerHeaders(headers: Record<string, string | string[] | undefined>, https: boolean): void {
+  for (let i = 0; i < ANSWER_HEADERS.length; i++) headers[ANSWER_HEADERS[i]![0]] = ANSWER_HEADERS[i]![1];
+  if (https) headers['strict-transport-security'] = ANSWER_HSTS;
+}
+
+/** The same headers as raw header lines, for answers written straight to a socket. */
+export function answerHeaderLines(https: boolean): string {
+  let out = '';
+  for (const [name, value] of ANSWER_HEADERS) out += `${name}: ${value}\r\n`;
+  if (https) out += `strict-transport-security: ${ANSWER_HSTS}\r\n`;
+  return out;
+}
 
 export function problemBody(status: number, reason: string, requestId: string, detail?: string): string {
   return JSON.stringify({
@@ -37,19 +75,24 @@ export function writeProblem(
   // 204: a gateway answer that is not a refusal (an allowed CORS preflight) carries no body.
   const bodyless = status === 204;
   const body = ctx.method === 'HEAD' || bodyless ? '' : problemBody(status, reason, ctx.id, detail);
-  const head: ResponseHead = {
-    status,
-    headers: bodyless
-      ? { ...extraHeaders }
-      : {
-          'content-type': 'application/problem+json',
-          'cache-control': 'no-store',
-          'content-length': String(Buffer.byteLength(body || problemBody(status, reason, ctx.id, detail))),
-          ...extraHeaders,
-        },
-  };
+  const headers: Record<string, string | string[] | undefined> = bodyless
+    ? {}
+    : {
+        'content-type': 'application/problem+json',
+        'cache-control': 'no-store',
+        'content-length': String(Buffer.byteLength(body || problemBody(status, reason, ctx.id, detail))),
+      };
+  addAnswerHeaders(headers, ctx.scheme === 'https');
+  if (extraHeaders !== undefined) for (const name in extraHeaders) headers[name] = extraHeaders[name];
+  const head: ResponseHead = { status, headers };
   finish(ctx, head);
   ctx.status = head.status;
+  if (ctx.httpVersion.charCodeAt(0) === 0x31 /* HTTP/1.x */) {
+    // Answered before the request body was read to its end: where the next request starts is not known
+    // to this side, so the connection closes after this answer (Connection: close) instead of guessing.
+    const req = (res as import('node:http').ServerResponse).req as import('node:http').IncomingMessage | undefined;
+    if (req !== undefined && !req.complete && hasBody(req)) (res as import('node:http').ServerResponse).shouldKeepAlive = false;
+  }
   (res as import('node:http').ServerResponse).writeHead(head.status, head.headers as Record<string, string | string[]>);
   res.end(body);
 }

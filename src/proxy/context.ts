@@ -82,6 +82,10 @@ export class RequestContext {
   span: unknown;
   /** Set by a request filter to inspect the body as it streams (body limits), else null. */
   bodyFilter: BodyFilter | null;
+  /** Client headers removed before any filter ran (untrusted-header list, `_` names), by name; else null. */
+  scrubbed: HeaderMap | null;
+  /** NormalizedTarget.flags of the request target (path parameters, encoded percent). */
+  targetFlags: number;
 
   constructor(
     method: string,
@@ -117,5 +121,7 @@ export class RequestContext {
     this.audit = null;
     this.span = null;
     this.bodyFilter = null;
+    this.scrubbed = null;
+    this.targetFlags = 0;
   }
 }

@@ -3,7 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CidrSet } from './cidr.ts';
 import { canonicalAddress } from './cidr.ts';
-import type { HeaderMap } from './context.ts';
+import type { HeaderMap, RequestContext } from './context.ts';
 
 /** RFC 9110 7.6.1 connection-specific fields, plus those HTTP/2 forbids and proxies must not pass. */
 export const HOP_BY_HOP = new Set([
@@ -29,15 +29,27 @@ function connectionListed(value: string | string[] | undefined): Set<string> | n
 
 /**
  * The headers to send upstream: the client's, minus hop-by-hop, minus HTTP/2 pseudo-headers, minus
- * forwarding headers from untrusted peers (the gateway sets its own below).
+ * forwarding headers from untrusted peers (the gateway sets its own below). Names `scrub` picks (the
+ * hardening list from untrusted peers, `_` names from anyone) are removed from the request itself too,
+ * before any filter reads it, and kept aside in `ctx.scrubbed` for a route that takes some back.
  */
-export function upstreamHeadersFrom(headers: IncomingHttpHeaders, trustedPeer: boolean): HeaderMap {
+export function upstreamHeadersFrom(
+  headers: IncomingHttpHeaders,
+  trustedPeer: boolean,
+  scrub: ((name: string, trustedPeer: boolean) => boolean) | null = null,
+  ctx: RequestContext | null = null,
+): HeaderMap {
   const listed = connectionListed(headers.connection);
   const out: HeaderMap = {};
   for (const name in headers) {
     if (name.charCodeAt(0) === 0x3a /* ':' pseudo-header */) continue;
     if (HOP_BY_HOP.has(name)) continue;
     if (listed !== null && listed.has(name)) continue;
+    if (scrub !== null && scrub(name, trustedPeer)) {
+      if (ctx !== null) (ctx.scrubbed ??= {})[name] = headers[name];
+      delete headers[name];
+      continue;
+    }
     if (!trustedPeer && FORWARDING.has(name)) continue;
     out[name] = headers[name];
   }

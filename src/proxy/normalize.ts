@@ -10,6 +10,10 @@ export type TargetRejection =
   | 'invalid_utf8'
   | 'path_traversal';
 
+/** `NormalizedTarget.flags`: spellings that are valid but that upstreams read differently (policy decides). */
+export const PATH_PARAMETER = 1; // `;` (or %3B) in a path segment: Tomcat, Jetty and Spring strip `;...` from a segment
+export const ENCODED_PERCENT = 2; // %25 in the path: an upstream that decodes again sees a different path
+
 export interface NormalizedTarget {
   /** Absolute path, dot segments resolved, duplicate slashes merged, unreserved characters decoded. */
   path: string;
@@ -17,6 +21,8 @@ export interface NormalizedTarget {
   query: string;
   /** Authority of an absolute-form target (`GET http://host/ HTTP/1.1`), else null. */
   authority: string | null;
+  /** PATH_PARAMETER | ENCODED_PERCENT bits; 0 for an ordinary path. */
+  flags: number;
 }
 
 export type NormalizeResult = NormalizedTarget | TargetRejection;
@@ -50,7 +56,7 @@ function isPlain(target: string, end: number): boolean {
   let prevSlash = false;
   for (let i = 0; i < end; i++) {
     const c = target.charCodeAt(i);
-    if (c === 0x25 /* % */ || !isAllowedRaw(c)) return false;
+    if (c === 0x25 /* % */ || c === 0x3b /* ; */ || !isAllowedRaw(c)) return false;
     if (c === 0x2f) {
       if (prevSlash) return false;
       prevSlash = true;
@@ -88,13 +94,14 @@ export function normalizeTarget(raw: string): NormalizeResult {
       if (c === 0x23 || c === 0x20 || c > 0x7e) return 'invalid_request_target';
     }
   }
-  if (isPlain(target, pathEnd)) return { path: q === -1 ? target : target.slice(0, pathEnd), query, authority };
+  if (isPlain(target, pathEnd)) return { path: q === -1 ? target : target.slice(0, pathEnd), query, authority, flags: 0 };
 
   // Decode byte by byte: unreserved characters are decoded, everything else stays encoded (in upper-case
   // hex), and non-ASCII byte runs must form valid UTF-8.
   const segments: string[] = [];
   let segment = '';
   let utf8Needed = 0;
+  let flags = 0;
   for (let i = 1; i <= pathEnd; i++) {
     const c = i < pathEnd ? target.charCodeAt(i) : 0x2f;
     if (c === 0x25) {
@@ -111,6 +118,8 @@ export function normalizeTarget(raw: string): NormalizeResult {
         continue;
       }
       if (byte === 0x2f || byte === 0x5c) return 'encoded_path_separator';
+      if (byte === 0x25) flags |= ENCODED_PERCENT;
+      else if (byte === 0x3b) flags |= PATH_PARAMETER;
       if (byte < 0x20 || byte === 0x7f) return 'control_character';
       if (byte >= 0x80) {
         if (byte >= 0xc2 && byte <= 0xdf) utf8Needed = 1;
@@ -136,6 +145,7 @@ export function normalizeTarget(raw: string): NormalizeResult {
     }
     if (c < 0x20 || c === 0x7f) return 'control_character';
     if (!isAllowedRaw(c)) return 'invalid_request_target';
+    if (c === 0x3b) flags |= PATH_PARAMETER;
     segment += target[i];
   }
   // A trailing slash (or a trailing dot segment, which names a directory) is kept: /a/ and /a differ.
@@ -143,5 +153,27 @@ export function normalizeTarget(raw: string): NormalizeResult {
   const trailing = pathEnd > 1 && (target.charCodeAt(pathEnd - 1) === 0x2f || lastRaw === '.' || lastRaw === '..' || /^(%2e|\.){1,2}$/i.test(lastRaw));
   let path = '/' + segments.join('/');
   if (trailing && segments.length > 0) path += '/';
-  return { path, query, authority };
+  return { path, query, authority, flags };
+}
+
+/**
+ * The spelling a case- and slash-insensitive upstream (Express by default, IIS) would serve: lower case,
+ * no trailing slash, and, when the path has parameters, each segment's `;...` removed with dot segments
+ * resolved again (so `/public/..;/admin` is `/admin`, as Tomcat reads it). Routing this spelling tells
+ * whether the request's spelling moved it to another route.
+ */
+export function canonicalPath(path: string, flags: number): string {
+  let p = path.toLowerCase();
+  if ((flags & PATH_PARAMETER) !== 0) {
+    const out: string[] = [];
+    for (const raw of p.split('/')) {
+      const semi = raw.indexOf(';');
+      const seg = semi === -1 ? raw : raw.slice(0, semi);
+      if (seg === '..') out.pop();
+      else if (seg !== '.' && seg !== '') out.push(seg);
+    }
+    p = '/' + out.join('/');
+  }
+  if (p.length > 1 && p.charCodeAt(p.length - 1) === 0x2f) p = p.slice(0, -1);
+  return p;
 }

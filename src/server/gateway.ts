@@ -15,7 +15,8 @@ import { forward, type ClientRequest, type ClientResponse, type ForwardSink } fr
 import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
-import { proxyUpgrade } from '../proxy/websocket.ts';
+import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
+import { hardeningRefusal, restoreKeptHeaders, type Refusal } from './admission.ts';
 
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
 
@@ -122,7 +123,7 @@ export class Gateway implements ForwardSink {
     ctx.clientIp = identity.clientIp;
     ctx.peerTrusted = identity.trusted;
     if (identity.proto !== null) ctx.scheme = identity.proto;
-    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted);
+    ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted, policy.scrub, ctx);
     for (const o of this.observers) o.onRequestStart?.(ctx);
     return { ctx, identity };
   }
@@ -134,30 +135,43 @@ export class Gateway implements ForwardSink {
   #target(ctx: RequestContext, req: ClientRequest, forwardedHost: string | null): string | null {
     const target = normalizeTarget(req.url ?? '/');
     if (typeof target === 'string') return target;
-    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
+    const h = req.headers;
+    const hostField = h.host as string | string[] | undefined;
+    if (Array.isArray(hostField)) return 'duplicate_host';
+    const pseudo = h[':authority'] as string | undefined;
+    // RFC 9113 8.3.1: Host beside :authority must say the same; otherwise the two ends may route differently.
+    if (pseudo !== undefined && hostField !== undefined && hostField.toLowerCase() !== pseudo.toLowerCase()) return 'host_mismatch';
+    const authority = pseudo ?? hostField;
     if (authority === undefined || !HOST.test(authority)) return 'invalid_host';
     const host = hostname(authority);
     if (target.authority !== null && hostname(target.authority) !== host) return 'host_mismatch';
     ctx.path = target.path;
     ctx.query = target.query;
+    ctx.targetFlags = target.flags;
     ctx.authority = authority;
     ctx.host = forwardedHost !== null ? hostname(forwardedHost) : host;
     return null;
   }
 
   #route(policy: CompiledPolicy, ctx: RequestContext, req: ClientRequest, res: ClientResponse, forwardedHost: string | null, expectContinue: boolean): void {
+    if (req.httpVersionMajor === 1) {
+      const smuggling = headProblem(req as IncomingMessage);
+      if (smuggling !== null) {
+        // Where the body ends (or which host is meant) is unknown: nothing more can be read safely from
+        // this connection.
+        (res as ServerResponse).shouldKeepAlive = false;
+        return this.#refuse(ctx, res, 400, smuggling);
+      }
+    }
+    if (ctx.method === 'CONNECT') return this.#refuse(ctx, res, 405, 'method_not_allowed', 'CONNECT is not proxied');
     const bad = this.#target(ctx, req, forwardedHost);
     if (bad !== null) return this.#refuse(ctx, res, 400, bad);
-    const smuggling = req.httpVersionMajor === 1 ? framingProblem(req as IncomingMessage) : null;
-    if (smuggling !== null) {
-      // Where the body ends is unknown: nothing more can be read safely from this connection.
-      (res as ServerResponse).shouldKeepAlive = false;
-      return this.#refuse(ctx, res, 400, smuggling);
-    }
 
     const route = policy.router.match(ctx.host, ctx.method, ctx.path);
     if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
     ctx.route = route;
+    const refused = this.#admit(policy, route, ctx);
+    if (refused !== null) return this.#refusal(ctx, res, refused);
     const cl = req.headers['content-length'];
     if (cl !== undefined && Number(cl) > route.maxBodySize) return this.#refuse(ctx, res, 413, 'body_too_large');
 
@@ -195,7 +209,10 @@ export class Gateway implements ForwardSink {
     forward(ctx, route, upstream, req, res, this);
   }
 
-  /** WebSocket (and other HTTP/1.1) upgrades: same normalization, routing and filters, then a byte pipe. */
+  /**
+   * WebSocket handshakes (the listeners send only `Upgrade: websocket` here): the same checks, routing and
+   * filters as any request, then proxyUpgrade, which pipes bytes only after the upstream's valid 101.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', makeResponse: () => ServerResponse): void {
     const res = makeResponse();
     const policy = this.#active;
@@ -208,45 +225,56 @@ export class Gateway implements ForwardSink {
       this.#end(policy, use, ctx);
     };
     socket.once('close', end);
-    const refuse = (status: number, reason: string) => {
-      this.#refuse(ctx, res, status, reason);
-      res.once('finish', () => socket.end());
-    };
+    // Every refusal ends the connection once written: the bytes after the handshake are never parsed.
+    res.once('finish', () => socket.end());
     const proceed = async () => {
       if (policy.globalRequest !== null) {
         const d = await runChain(policy.globalRequest, policy.globalNames, ctx);
         if (d) return this.#deny(ctx, res, d);
       }
+      const framing = headProblem(req);
+      if (framing !== null) return this.#refuse(ctx, res, 400, framing);
       const bad = this.#target(ctx, req, identity.host);
-      if (bad !== null) return refuse(400, bad);
+      if (bad !== null) return this.#refuse(ctx, res, 400, bad);
       const route = policy.router.match(ctx.host, ctx.method, ctx.path);
-      if (route === null) return refuse(404, 'route_not_found');
+      if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
       ctx.route = route;
-      if (!route.websocket || route.upstream === null) return refuse(404, 'upgrade_not_allowed');
+      if (!route.websocket || route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
+      const handshake = websocketHandshakeProblem(req);
+      if (handshake !== null) return this.#refuse(ctx, res, 400, handshake, 'not a valid RFC 6455 WebSocket opening handshake');
+      const refused = this.#admit(policy, route, ctx);
+      if (refused !== null) return this.#refusal(ctx, res, refused);
       if (route.request !== null) {
         const d = await runChain(route.request, route.requestNames, ctx);
-        if (d) {
-          this.#deny(ctx, res, d);
-          res.once('finish', () => socket.end());
-          return;
-        }
+        if (d) return this.#deny(ctx, res, d);
       }
-      const headers = ctx.upstreamHeaders;
-      headers.connection = 'upgrade';
-      headers.upgrade = req.headers.upgrade;
-      setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+      setForwardingHeaders(ctx.upstreamHeaders, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
       for (const o of this.observers) o.onForward?.(ctx, route.upstream);
-      proxyUpgrade(ctx, route.upstream, socket, head, (status, reason) => {
-        this.upstreamError(route.upstream!, reason);
-        refuse(status, reason);
-      });
+      proxyUpgrade(ctx, route.upstream, socket, head, res, this);
     };
     proceed().catch((err: unknown) => this.#internalError(ctx, res, err));
   }
 
-  #refuse(ctx: RequestContext, res: ClientResponse, status: number, reason: string): void {
+  /** The route's hardening verdict; in report mode a refusal is logged and the request goes on. */
+  #admit(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext): Refusal | null {
+    const refused = hardeningRefusal(policy, route, ctx);
+    if (refused !== null && route.hardening.report) {
+      this.telemetry.log.warn({ request_id: ctx.id, reason: refused.reason, route: route.name, method: ctx.method, path: ctx.path }, 'hardening (report mode): would refuse');
+      return null;
+    }
+    if (refused === null) restoreKeptHeaders(route, ctx);
+    return refused;
+  }
+
+  #refusal(ctx: RequestContext, res: ClientResponse, r: Refusal): void {
+    ctx.deny = { filter: 'gateway', reason: r.reason };
+    writeProblem(ctx, res, r.status, r.reason, r.detail, r.headers, this.#finishHead);
+  }
+
+  #refuse(ctx: RequestContext, res: ClientResponse, status: number, reason: string, detail?: string): void {
     ctx.deny = { filter: 'gateway', reason };
-    this.fail(ctx, res, status, reason);
+    if (detail === undefined) this.fail(ctx, res, status, reason);
+    else writeProblem(ctx, res, status, reason, detail, undefined, this.#finishHead);
   }
 
   #deny(ctx: RequestContext, res: ClientResponse, d: Deny): void {
@@ -310,17 +338,20 @@ export function hostname(authority: string): string {
 }
 
 /**
- * Framing that front and back servers may read differently. Node's parser refuses most of it already
- * (CL+TE, obs-fold, bad chunk sizes); this catches what it lets through: repeated Content-Length lines and
- * a Transfer-Encoding other than exactly "chunked".
+ * A request head that front and back servers may read differently. Node's parser refuses most of it
+ * already (CL+TE, obs-fold, bad chunk sizes); this catches what it lets through: repeated Content-Length
+ * lines, a Transfer-Encoding other than exactly "chunked", and a second Host (Node keeps the first).
  */
-function framingProblem(req: IncomingMessage): string | null {
+function headProblem(req: IncomingMessage): string | null {
   const raw = req.rawHeaders;
   let contentLength = 0;
   let te = 0;
+  let host = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength++;
+    if (name.length === 4) {
+      if (name.toLowerCase() === 'host' && ++host > 1) return 'duplicate_host';
+    } else if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength++;
     else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
       te++;
       if (raw[i + 1]!.trim().toLowerCase() !== 'chunked') return 'invalid_transfer_encoding';

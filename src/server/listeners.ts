@@ -2,15 +2,16 @@
 // are re-read when their files change. Malformed requests that never reach the handler (Node's parser
 // refused them) still get a problem+json answer with a precise reason.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, ServerResponse, STATUS_CODES } from 'node:http';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Limits, Listener } from '../config/compile.ts';
-import { problemBody } from '../proxy/answer.ts';
+import { addAnswerHeaders, answerHeaderLines, problemBody } from '../proxy/answer.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { wantsWebSocket } from '../proxy/websocket.ts';
 import type { Gateway } from './gateway.ts';
 import type { Logger } from 'pino';
 
@@ -63,17 +64,26 @@ function parserReason(code: string | undefined): { status: number; reason: strin
   }
 }
 
-function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
-    socket.destroy();
-    return;
-  }
-  const { status, reason } = parserReason(err.code);
-  const body = problemBody(status, reason, randomUUID());
+/** A problem answer written straight to the socket (the parser refused the head, so no response object). */
+function rawProblem(socket: Duplex, status: number, reason: string, https: boolean, extra = ''): void {
+  const id = randomUUID();
+  const body = problemBody(status, reason, id);
   socket.end(
-    `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 505 ? 'HTTP Version Not Supported' : 'Bad Request'}\r\n` +
-      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n${extra}` +
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n` +
+      `X-Request-ID: ${id}\r\n${answerHeaderLines(https)}Connection: close\r\n\r\n${body}`,
   );
+}
+
+function clientErrorAnswer(https: boolean): (err: Error & { code?: string }, socket: Duplex) => void {
+  return (err, socket) => {
+    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const { status, reason } = parserReason(err.code);
+    rawProblem(socket, status, reason, https);
+  };
 }
 
 function tooManyHeaders(req: IncomingMessage, max: number): boolean {
@@ -98,11 +108,19 @@ export async function startListener(
   const scheme = config.tls ? 'https' : 'http';
   const maxHeaders = limits.max_headers;
   const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean) => {
-    if (req.httpVersionMajor === 1 && tooManyHeaders(req, maxHeaders)) {
-      const body = problemBody(431, 'too_many_headers', randomUUID());
-      res.writeHead(431, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' });
-      res.end(body);
-      return;
+    if (req.httpVersionMajor === 1) {
+      if (tooManyHeaders(req, maxHeaders)) {
+        const id = randomUUID();
+        const body = problemBody(431, 'too_many_headers', id);
+        const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store', 'x-request-id': id, connection: 'close' };
+        addAnswerHeaders(headers, scheme === 'https');
+        res.writeHead(431, headers);
+        res.end(body);
+        return;
+      }
+      // An upgrade other than WebSocket (h2c...) is served as plain HTTP without its Upgrade header. Node's
+      // parser stops at such a head, so a request pipelined behind it would be lost: close after this one.
+      if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
     }
     gateway.handle(req, res, scheme, expectContinue);
   };
@@ -110,14 +128,19 @@ export async function startListener(
     const target = normalizeTarget(req.url ?? '/');
     const host = (req.headers.host ?? '').replace(/:\d+$/, '');
     if (typeof target === 'string' || !/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:.]+\]$/.test(host)) {
-      const body = problemBody(400, typeof target === 'string' ? target : 'invalid_host', randomUUID());
-      res.writeHead(400, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body) });
+      const id = randomUUID();
+      const body = problemBody(400, typeof target === 'string' ? target : 'invalid_host', id);
+      const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store', 'x-request-id': id };
+      addAnswerHeaders(headers, false);
+      res.writeHead(400, headers);
       res.end(body);
       return;
     }
     const port = config.https_port === 443 ? '' : `:${config.https_port}`;
     const safe = req.method === 'GET' || req.method === 'HEAD';
-    res.writeHead(safe ? 301 : 308, { location: `https://${host}${port}${target.path}${target.query}`, 'content-length': 0 });
+    const headers: Record<string, string> = { location: `https://${host}${port}${target.path}${target.query}`, 'content-length': '0' };
+    addAnswerHeaders(headers, false);
+    res.writeHead(safe ? 301 : 308, headers);
     res.end();
   };
 
@@ -164,6 +187,10 @@ export async function startListener(
   } else {
     s.on('request', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, false));
     s.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+    // Only WebSocket handshakes become upgrades; any other Upgrade (h2c...) is an ordinary request.
+    (s as Server & { shouldUpgradeCallback: (req: IncomingMessage) => boolean }).shouldUpgradeCallback = wantsWebSocket;
+    // CONNECT is never proxied (no tunnels through a security gateway).
+    s.on('connect', (_req: IncomingMessage, socket: Duplex) => rawProblem(socket, 405, 'method_not_allowed', scheme === 'https', 'Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n'));
     s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       gateway.handleUpgrade(req, socket, head, scheme, () => {
         const res = new ServerResponse(req);
@@ -173,7 +200,7 @@ export async function startListener(
       });
     });
   }
-  s.on('clientError', answerClientError);
+  s.on('clientError', clientErrorAnswer(scheme === 'https'));
   server.on('sessionError', () => {
     /* a broken HTTP/2 session is closed by node; nothing to answer */
   });

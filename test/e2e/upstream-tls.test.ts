@@ -73,7 +73,7 @@ beforeAll(async () => {
   );
   https.on('upgrade', (req, socket) => {
     seen.push({ url: req.url ?? '', host: req.headers.host, servername: (socket as TLSSocket).servername, clientCn: (socket as TLSSocket).getPeerCertificate().subject?.CN as string | undefined, headers: req.headers });
-    socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n');
   });
   grpc = createSecureServer({ key: readFileSync(certs.key), cert: readFileSync(certs.cert) });
   grpc.on('stream', grpcHandler);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { filterModules } from '../../src/filters/index.ts';
+import { HARDENING_REASONS } from '../../src/proxy/hardening.ts';
 import { ROOT } from '../helpers/gateway.ts';
 
 const table = readFileSync(join(ROOT, 'docs/reasons.md'), 'utf8');
@@ -14,6 +15,10 @@ describe('deny reasons', () => {
       expect(reason).toMatch(/^[a-z][a-z0-9_]*$/);
       expect(table).toContain(`\`${reason}\``);
     }
+  });
+
+  it.each(HARDENING_REASONS.map((r) => [r]))('the request-path hardening reason %s is in the reason table', (reason) => {
+    expect(table).toContain(`\`${reason}\``);
   });
 
   it('module names are unique', () => {

@@ -142,7 +142,7 @@ describe('a real gateway scrape', () => {
 
   it('counts a WebSocket upgrade in flight while it is open, and back to 0 after (regression: went to -1)', async () => {
     upstream.server.once('upgrade', (_req, socket) => {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n');
     });
     const { port } = new URL(gw.url);
     const s = connect(Number(port), '127.0.0.1');

@@ -23,7 +23,7 @@ describe('normalizeTarget', () => {
   });
 
   it('keeps the query as sent', () => {
-    expect(normalizeTarget('/a//b?x=1&y=%2F')).toEqual({ path: '/a/b', query: '?x=1&y=%2F', authority: null });
+    expect(normalizeTarget('/a//b?x=1&y=%2F')).toEqual({ path: '/a/b', query: '?x=1&y=%2F', authority: null, flags: 0 });
   });
 
   it.each([
@@ -50,7 +50,7 @@ describe('normalizeTarget', () => {
   });
 
   it('takes the authority of an absolute-form target', () => {
-    expect(normalizeTarget('http://Example.com:8080/a/../b?q')).toEqual({ path: '/b', query: '?q', authority: 'example.com:8080' });
+    expect(normalizeTarget('http://Example.com:8080/a/../b?q')).toEqual({ path: '/b', query: '?q', authority: 'example.com:8080', flags: 0 });
     expect(normalizeTarget('http://user@example.com/')).toBe('invalid_request_target');
   });
 });
