@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import type { CompiledRoute } from '../config/compile.ts';
+import { chunkGuardOf, type ChunkedBodyGuard } from './chunked.ts';
 import type { RequestContext, ResponseHead } from './context.ts';
 import { responseHeadersFrom } from './headers.ts';
 import type { Target } from './balancer.ts';
@@ -61,6 +62,26 @@ async function* limitedBody(body: ClientRequest, limit: number): AsyncGenerator<
     total += chunk.length;
     if (total > limit) throw new BodyTooLargeError('request body above limit');
     yield chunk;
+  }
+}
+
+/**
+ * A chunked HTTP/1.1 body read with its guard: a chunk-size line the guard refuses ends the stream at
+ * once (the bytes of that chunk are never yielded), even while waiting for data that may never come.
+ */
+async function* guardedBody(body: ClientRequest, limit: number, guard: ChunkedBodyGuard): AsyncGenerator<Buffer> {
+  if (guard.problem !== null) throw guard.problem;
+  const refused = new Promise<never>((_resolve, reject) => guard.onProblem(reject));
+  refused.catch(() => undefined);
+  const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let total = 0;
+  for (;;) {
+    const next = await Promise.race([chunks.next(), refused]);
+    if (guard.problem !== null) throw guard.problem;
+    if (next.done) return;
+    total += next.value.length;
+    if (total > limit) throw new BodyTooLargeError('request body above limit');
+    yield next.value;
   }
 }
 
@@ -225,7 +246,8 @@ export function forward(
     if (typeof te === 'string' && /\btrailers\b/i.test(te)) ctx.upstreamHeaders.te = 'trailers';
   }
   const bodyPresent = hasBody(req);
-  let body: AsyncIterable<Buffer> | null = bodyPresent ? limitedBody(req, route.maxBodySize) : null;
+  const guard = bodyPresent ? chunkGuardOf(req) : undefined;
+  let body: AsyncIterable<Buffer> | null = !bodyPresent ? null : guard === undefined ? limitedBody(req, route.maxBodySize) : guardedBody(req, route.maxBodySize, guard);
   if (body !== null && ctx.bodyFilter !== null) body = ctx.bodyFilter(ctx, body);
   const options: Dispatcher.DispatchOptions = {
     path: ctx.query === '' ? (ctx.upstreamPath ?? ctx.path) : (ctx.upstreamPath ?? ctx.path) + ctx.query,

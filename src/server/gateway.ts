@@ -9,6 +9,7 @@ import type { Deny } from '../filters/types.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import { writeProblem } from '../proxy/answer.ts';
+import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../proxy/cidr.ts';
 import { RequestContext, type ResponseHead } from '../proxy/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
@@ -164,6 +165,8 @@ export class Gateway implements ForwardSink {
       }
     }
     if (ctx.method === 'CONNECT') return this.#refuse(ctx, res, 405, 'method_not_allowed', 'CONNECT is not proxied');
+    const chunks = chunkGuardOf(req);
+    if (chunks?.problem) return this.#refuse(ctx, res, chunks.problem.status, chunks.problem.reason);
     const bad = this.#target(ctx, req, forwardedHost);
     if (bad !== null) return this.#refuse(ctx, res, 400, bad);
 
@@ -172,6 +175,10 @@ export class Gateway implements ForwardSink {
     ctx.route = route;
     const refused = this.#admit(policy, route, ctx);
     if (refused !== null) return this.#refusal(ctx, res, refused);
+    if (chunks !== undefined) {
+      chunks.setLimit(route.maxBodySize);
+      if (chunks.problem) return this.#refuse(ctx, res, chunks.problem.status, chunks.problem.reason);
+    }
     const cl = req.headers['content-length'];
     if (cl !== undefined && Number(cl) > route.maxBodySize) return this.#refuse(ctx, res, 413, 'body_too_large');
 

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Limits, Listener } from '../config/compile.ts';
 import { addAnswerHeaders, answerHeaderLines, problemBody } from '../proxy/answer.ts';
+import { guardChunkedBody } from '../proxy/chunked.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { wantsWebSocket } from '../proxy/websocket.ts';
 import type { Gateway } from './gateway.ts';
@@ -44,8 +45,10 @@ function parserReason(code: string | undefined): { status: number; reason: strin
     case 'HPE_INVALID_CONTENT_LENGTH':
       return { status: 400, reason: 'ambiguous_framing' };
     case 'HPE_INVALID_TRANSFER_ENCODING':
-    case 'HPE_INVALID_CHUNK_SIZE':
       return { status: 400, reason: 'invalid_transfer_encoding' };
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 400, reason: 'invalid_chunk' };
     case 'HPE_INVALID_HEADER_TOKEN':
     case 'HPE_LF_EXPECTED':
     case 'HPE_CR_EXPECTED':
@@ -121,6 +124,8 @@ export async function startListener(
       // An upgrade other than WebSocket (h2c...) is served as plain HTTP without its Upgrade header. Node's
       // parser stops at such a head, so a request pipelined behind it would be lost: close after this one.
       if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
+      // Chunked bodies get a second, stricter reader of their chunk-size lines (src/proxy/chunked.ts).
+      if (req.headers['transfer-encoding'] !== undefined) guardChunkedBody(req);
     }
     gateway.handle(req, res, scheme, expectContinue);
   };

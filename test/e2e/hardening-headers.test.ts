@@ -235,6 +235,74 @@ describe('bodies answered before they were read', () => {
   });
 });
 
+describe('chunk-size lines (a second, strict reader ahead of the parser)', () => {
+  /** Sends `head` + `parts` (each its own write, a pause between) and collects the answer until close. */
+  function chunked(path: string, parts: string[], pipelined = ''): Promise<string> {
+    const { port } = new URL(gw.url);
+    return new Promise((resolve) => {
+      const s = connect(Number(port), '127.0.0.1');
+      let data = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (data += d));
+      s.on('close', () => resolve(data));
+      s.on('error', () => resolve(data));
+      const send = (i: number) => {
+        if (i >= parts.length) return;
+        if (!s.destroyed) s.write(parts[i]!);
+        setTimeout(() => send(i + 1), 50);
+      };
+      s.on('connect', () => {
+        s.write(`${pipelined}POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        send(0);
+      });
+      setTimeout(() => s.destroy(), 5_000);
+    });
+  }
+
+  it('answers 413 at a chunk declared beyond the route limit, before any of its bytes, even while the client stalls', async () => {
+    const reply = await chunked('/any/big', ['FFFFFFFF\r\n', 'a'.repeat(100)]);
+    expect(statusOf(reply)).toBe(413);
+    expect(reasonOf(reply)).toBe('body_too_large');
+    expect(lower(reply)).toContain('connection: close');
+    expect(upstream.received).toHaveLength(0);
+  });
+
+  it('answers 413 when a later chunk crosses the limit, and the upstream never gets that chunk', async () => {
+    upstream.handler = null;
+    const reply = await chunked('/any/later', ['200\r\n' + 'a'.repeat(512) + '\r\n', '300\r\n', 'b'.repeat(768) + '\r\n0\r\n\r\n']);
+    expect(statusOf(reply)).toBe(413);
+    // The request was aborted mid-body: the upstream may have seen its start, never a complete request.
+    expect(upstream.received).toHaveLength(0);
+  });
+
+  it.each([
+    ['100,000 leading zeros', ['0'.repeat(100_000) + '5\r\nhello\r\n0\r\n\r\n']],
+    ['17 hex digits', ['00000000000000005\r\nhello\r\n0\r\n\r\n']],
+    ['a 1 KiB extension', ['5;' + 'e'.repeat(1024) + '\r\nhello\r\n0\r\n\r\n']],
+    ['a 20 KiB extension', ['5;' + 'e'.repeat(20_000) + '\r\nhello\r\n0\r\n\r\n']],
+    ['the absurd line in a later write', ['5\r\nhello\r\n', '000000000000000000001\r\nx\r\n0\r\n\r\n']],
+  ])('answers 400 invalid_chunk to %s and forwards nothing', async (_name, parts) => {
+    const reply = await chunked('/any/zeros', parts);
+    expect(statusOf(reply)).toBe(400);
+    expect(reasonOf(reply)).toBe('invalid_chunk');
+    expect(upstream.received).toHaveLength(0);
+  });
+
+  it('finds the body of a chunked request pipelined behind another in the same write', async () => {
+    const reply = await chunked('/any/second', ['0'.repeat(40) + '5\r\nhello\r\n0\r\n\r\n'], 'GET /any/first HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statusOf(reply)).toBe(200);
+    expect(reply).toContain('invalid_chunk');
+    expect(upstream.received.map((r) => r.url)).toEqual(['/any/first']);
+  });
+
+  it('passes well-formed chunked bodies unchanged, split across writes anywhere', async () => {
+    const body = '4\r\nwiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n';
+    const reply = await chunked('/any/ok', [body.slice(0, 3), body.slice(3, 11), body.slice(11, 20), body.slice(20)]);
+    expect(statusOf(reply)).toBe(200);
+    expect(upstream.received[0]!.body.toString()).toBe('wikipedia');
+  });
+});
+
 describe("the gateway's own answers carry the security headers and the request id", () => {
   const SECURITY = ['x-content-type-options', 'content-security-policy', 'cross-origin-opener-policy', 'cross-origin-embedder-policy', 'cross-origin-resource-policy', 'referrer-policy', 'x-request-id'];
   it.each([
