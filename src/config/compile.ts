@@ -3,6 +3,7 @@
 // request path reads the policy itself.
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { filterModules } from '../filters/index.ts';
 import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
@@ -31,6 +32,13 @@ export const listenerSchema = object({
   tls: optional(object({
     cert: string({ description: 'PEM certificate chain file; re-read when it changes.' }),
     key: string({ description: 'PEM private key file; re-read when it changes.' }),
+    profile: withDefault(oneOf(['intermediate', 'modern'] as const, {
+      description: "Mozilla's server profile: intermediate (TLS 1.2 with ECDHE and AES-GCM/ChaCha20 only, and TLS 1.3) or modern (TLS 1.3 only).",
+    }), 'intermediate'),
+    min_version: optional(oneOf(['TLSv1.2', 'TLSv1.3'] as const, { description: "Override the profile's lowest TLS version." })),
+    ciphers: optional(string({
+      description: "Override the profile's cipher list (OpenSSL syntax; TLS 1.3 suites by their TLS_ names). Checked at load; weaker lists are the policy's own risk.",
+    })),
   }, { description: 'Terminate TLS here; ALPN offers h2 and http/1.1.' })),
   http2: withDefault(boolean({ description: 'Offer HTTP/2 by ALPN on a TLS listener.' }), true),
   redirect_to_https: withDefault(boolean({ description: 'Answer every request with a redirect to https (no routing, no forwarding).' }), false),
@@ -264,6 +272,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
 
   try {
     if (production) productionChecks(policy, env);
+    listenerTlsChecks(policy, env);
 
     const upstreams = new Map<string, Upstream>();
     for (const [name, cfg] of Object.entries(policy.upstreams)) {
@@ -424,6 +433,18 @@ function productionChecks(policy: CorePolicy, env: CompileEnv): void {
       'production: the admin listener (no authentication) is on a non-loopback address; bind it to 127.0.0.1, or set admin.protected_by to what keeps it private (network_policy, firewall)',
     );
   }
+}
+
+/** A cipher list OpenSSL cannot use stops the load here, not the first TLS handshake. */
+function listenerTlsChecks(policy: CorePolicy, env: CompileEnv): void {
+  policy.listeners.forEach((l, i) => {
+    if (!l.tls?.ciphers) return;
+    try {
+      createSecureContext({ ciphers: l.tls.ciphers, minVersion: l.tls.min_version ?? 'TLSv1.2' });
+    } catch (err) {
+      env.problem(['listeners', i, 'tls', 'ciphers'], `OpenSSL accepts no cipher of this list (${(err as Error).message})`);
+    }
+  });
 }
 
 /**

@@ -14,6 +14,7 @@ import { guardChunkedBody } from '../proxy/chunked.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { wantsWebSocket } from '../proxy/websocket.ts';
 import type { Gateway } from './gateway.ts';
+import { tlsContextOptions } from './tls-profiles.ts';
 import type { Logger } from 'pino';
 
 export type AnyServer = Server | HttpsServer | Http2SecureServer;
@@ -166,13 +167,14 @@ export async function startListener(
     if (config.http2) {
       server = createSecureServer({
         ...files,
+        ...tlsContextOptions(config.tls),
         allowHTTP1: true,
         maxSessionMemory: 10,
         settings: { maxConcurrentStreams: 128, maxHeaderListSize: limits.max_header_size },
         maxHeaderListPairs: maxHeaders * 2 + 8,
       });
     } else {
-      server = createHttpsServer({ ...files, ...serverOptions });
+      server = createHttpsServer({ ...files, ...tlsContextOptions(config.tls), ...serverOptions });
     }
   } else {
     server = createHttpServer(serverOptions);
@@ -218,7 +220,7 @@ export async function startListener(
       try {
         const next = readTls(tls);
         if (files && next.cert.equals(files.cert) && next.key.equals(files.key)) return;
-        (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, ...(config.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}) });
+        (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, ...tlsContextOptions(tls), ...(config.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}) });
         files = next;
         log.info({ listener: config.name ?? config.address }, 'TLS certificate reloaded');
       } catch (err) {

@@ -12,11 +12,11 @@ export interface TestCerts {
   caPem: Buffer;
 }
 
-export function makeCerts(commonName = 'localhost', dir = tempDir('portcullis-certs-')): TestCerts {
+export function makeCerts(commonName = 'localhost', dir = tempDir('portcullis-certs-'), days = 2): TestCerts {
   const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=Portcullis Test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', String(days), '-subj', '/CN=Portcullis Test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
   run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${commonName}`, '-keyout', 'server.key', '-out', 'server.csr']);
   writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=DNS:${commonName},DNS:localhost,IP:127.0.0.1\n`);
-  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'ext.cnf', '-out', 'server.crt']);
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', String(days), '-extfile', 'ext.cnf', '-out', 'server.crt']);
   return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), caPem: readFileSync(join(dir, 'ca.crt')) };
 }
