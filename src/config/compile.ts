@@ -54,6 +54,9 @@ const limitsSchema = object({
   max_connections: withDefault(integer({ min: 1, description: 'Client connections per listener per process.' }), 10_000),
   max_body_size: withDefault(size({ description: 'Default request body limit for every route (413 above it).' }), 10 * 1024 * 1024),
   shutdown_grace: withDefault(duration({ description: 'On SIGTERM, time in-flight requests get to finish.' }), 30_000),
+  http2_reset_burst: withDefault(integer({ min: 1, description: 'HTTP/2: stream resets (RST_STREAM) a client connection may send at once; beyond its budget the connection gets GOAWAY ENHANCE_YOUR_CALM and closes (rapid-reset floods).' }), 200),
+  http2_resets_per_second: withDefault(integer({ min: 1, description: 'HTTP/2: rate at which the reset budget refills, per connection.' }), 50),
+  send_timeout: withDefault(duration({ min: 100, description: 'Longest a response may wait for the client to read more of it (a stalled or zero-window client, as nginx send_timeout); then the response is aborted and its upstream connection freed.' }), 60_000),
 });
 
 const logSchema = object({
@@ -159,6 +162,8 @@ export interface CompiledRoute {
   readonly upstream: Upstream | null;
   readonly timeoutMs: number | null;
   readonly maxBodySize: number;
+  /** `limits.send_timeout`: how long a response may wait for a client that does not read. */
+  readonly sendTimeoutMs: number;
   readonly websocket: boolean;
   /** Methods the route lists (upper case), null when it takes any. */
   readonly methods: ReadonlySet<string> | null;
@@ -331,6 +336,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         upstream,
         timeoutMs: route.timeout ?? null,
         maxBodySize: route.max_body_size ?? policy.limits.max_body_size,
+        sendTimeoutMs: policy.limits.send_timeout,
         websocket: route.websocket,
         methods: methods.length ? new Set(methods) : null,
         hardening: compileRouteHardening(policy.hardening, route.hardening),

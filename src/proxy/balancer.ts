@@ -6,6 +6,14 @@ import type { Dispatcher, Pool } from 'undici';
 export type BalanceMode = 'round_robin' | 'least_request';
 
 /** One backend instance: its pool and its health state. Mutated only by its Upstream. */
+/** A request waiting for a free slot of its target; unlinked at once when its client goes away. */
+export interface QueuedDispatch {
+  options: Dispatcher.DispatchOptions;
+  handler: Dispatcher.DispatchHandler;
+  prev: QueuedDispatch | null;
+  next: QueuedDispatch | null;
+}
+
 export class Target {
   readonly index: number;
   readonly url: URL;
@@ -15,8 +23,14 @@ export class Target {
   readonly pool: Pool;
   /** SNI name sent on dispatch (constant per target, so undici never churns connections over it). */
   readonly servername: string | undefined;
-  /** Requests dispatched to this target and not yet ended. */
+  /** Requests the pool can carry at once (connections x pipelining); more wait in `#queue`. */
+  readonly capacity: number;
+  /** Requests dispatched to this target and not yet ended (queued ones included). */
   inflight = 0;
+  /** Requests handed to the pool and not yet ended. */
+  #active = 0;
+  #head: QueuedDispatch | null = null;
+  #tail: QueuedDispatch | null = null;
   /** Consecutive failed requests (passive health). */
   failures = 0;
   /** Ejections in a row; the back-off doubles with each. Reset once a request succeeds after a return. */
@@ -28,18 +42,64 @@ export class Target {
   available = true;
   ejectionTimer: NodeJS.Timeout | null = null;
 
-  constructor(index: number, url: URL, weight: number, pool: Pool, servername: string | undefined) {
+  constructor(index: number, url: URL, weight: number, pool: Pool, servername: string | undefined, capacity = Infinity) {
     this.index = index;
     this.url = url;
     this.origin = url.origin;
     this.weight = weight;
     this.pool = pool;
     this.servername = servername;
+    this.capacity = capacity;
   }
 
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+  /**
+   * Hands the request to the pool, or queues it here when every slot is taken. The queue is the
+   * gateway's, not undici's: a request in undici's queue cannot be withdrawn (aborting it when its turn
+   * comes destroys a connection), so a flood of cancelled requests (HTTP/2 stream resets) would each
+   * cost a reconnect while live requests wait behind them. Returns the queue entry, or null if sent.
+   */
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): QueuedDispatch | null {
     this.inflight++;
-    this.pool.dispatch(options, handler);
+    if (this.#active < this.capacity) {
+      this.#active++;
+      this.pool.dispatch(options, handler);
+      return null;
+    }
+    const entry: QueuedDispatch = { options, handler, prev: this.#tail, next: null };
+    if (this.#tail !== null) this.#tail.next = entry;
+    else this.#head = entry;
+    this.#tail = entry;
+    return entry;
+  }
+
+  /** A request handed to the pool ended: the next queued one takes its slot. */
+  ended(): void {
+    this.inflight--;
+    this.#active--;
+    const next = this.#head;
+    if (next === null) return;
+    this.#unlink(next);
+    this.#active++;
+    this.pool.dispatch(next.options, next.handler);
+  }
+
+  /** A queued request's client went away before its turn: it leaves without touching the pool. */
+  withdraw(entry: QueuedDispatch): void {
+    this.inflight--;
+    this.#unlink(entry);
+  }
+
+  /** Requests waiting for a slot. */
+  get queued(): number {
+    return this.inflight - this.#active;
+  }
+
+  #unlink(entry: QueuedDispatch): void {
+    if (entry.prev !== null) entry.prev.next = entry.next;
+    else this.#head = entry.next;
+    if (entry.next !== null) entry.next.prev = entry.prev;
+    else this.#tail = entry.prev;
+    entry.prev = entry.next = null;
   }
 }
 

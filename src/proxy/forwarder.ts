@@ -9,7 +9,7 @@ import type { CompiledRoute } from '../config/compile.ts';
 import { chunkGuardOf, type ChunkedBodyGuard } from './chunked.ts';
 import type { RequestContext, ResponseHead } from './context.ts';
 import { responseHeadersFrom } from './headers.ts';
-import type { Target } from './balancer.ts';
+import type { QueuedDispatch, Target } from './balancer.ts';
 import type { Upstream } from './upstream.ts';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -103,7 +103,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly started: number;
   readonly options: Dispatcher.DispatchOptions & { servername?: string };
   readonly hasBody: boolean;
+  readonly req: ClientRequest;
+  readonly sendTimeoutMs: number;
   clientGone = false;
+  /** The upstream's answer ended (or failed): a later 'close' of the client is not an abort. */
+  done = false;
+  /** Set while the request waits for a slot of its target (see Target.dispatch). */
+  queued: QueuedDispatch | null = null;
   /** The target of the current attempt; `live` until its outcome was given back to the upstream. */
   target: Target;
   live = false;
@@ -112,8 +118,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   attempt = 0;
   tried = 0;
 
-  constructor(ctx: RequestContext, res: ClientResponse, sink: ForwardSink, upstream: Upstream, target: Target, options: Dispatcher.DispatchOptions & { servername?: string }, hasBody: boolean) {
+  constructor(ctx: RequestContext, res: ClientResponse, sink: ForwardSink, upstream: Upstream, target: Target, options: Dispatcher.DispatchOptions & { servername?: string }, hasBody: boolean, sendTimeoutMs: number, req: ClientRequest) {
     this.ctx = ctx;
+    this.req = req;
+    this.sendTimeoutMs = sendTimeoutMs;
     this.res = res;
     this.sink = sink;
     this.upstream = upstream;
@@ -128,7 +136,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.tried |= 1 << target.index;
     this.live = true;
     if (target.servername !== this.options.servername) this.options.servername = target.servername;
-    target.dispatch(this.options, this);
+    this.queued = target.dispatch(this.options, this);
   }
 
   release(): void {
@@ -138,8 +146,23 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.attempt > 0) this.upstream.retryEnded();
   }
 
+  /** The client went away: a queued request leaves the queue, a sent one is aborted (its slot freed). */
+  clientClosed(): void {
+    this.clientGone = true;
+    if (this.queued !== null) {
+      this.target.withdraw(this.queued);
+      this.queued = null;
+      this.live = false;
+      if (this.attempt > 0) this.upstream.retryEnded();
+      this.ctx.status = 499;
+      return;
+    }
+    this.controller?.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
+  }
+
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
+    this.queued = null;
     if (this.clientGone) controller.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
   }
 
@@ -169,12 +192,29 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const res = this.res;
     if (!(res as ServerResponse).write(chunk)) {
+      // A response that can no longer be written (its stream reset) must not hold the upstream
+      // connection paused waiting for a 'drain' that never comes.
+      if (clientGoneFrom(this.req, res)) return controller.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
       controller.pause();
-      res.once('drain', () => controller.resume());
+      // A client that stops reading (an HTTP/2 zero window, a stalled socket) would hold this upstream
+      // connection for as long as it likes: past send_timeout the response is given up. The timer exists
+      // only while the response is paused.
+      const stalled = setTimeout(() => {
+        res.off('drain', resume);
+        this.ctx.status = 499;
+        controller.abort(Object.assign(new Error('client did not read the response'), { code: 'CLIENT_ABORTED' }));
+        (res as ServerResponse).destroy();
+      }, this.sendTimeoutMs);
+      const resume = () => {
+        clearTimeout(stalled);
+        controller.resume();
+      };
+      res.once('drain', resume);
     }
   }
 
   onResponseEnd(controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.done = true;
     this.release();
     const res = this.res;
     let sent = false;
@@ -226,6 +266,17 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * The client's connection (HTTP/1) or stream (HTTP/2) is closed: nothing can be written to it any more.
+ * For HTTP/1 the request's socket is asked, not the response's: a pipelined response has no socket
+ * until the answers before it are sent.
+ */
+function clientGoneFrom(req: ClientRequest, res: ClientResponse): boolean {
+  const stream = (res as Http2ServerResponse).stream as Http2ServerResponse['stream'] | undefined;
+  if (stream !== undefined) return stream.destroyed || stream.closed;
+  return req.socket.destroyed;
+}
+
 export function forward(
   ctx: RequestContext,
   route: CompiledRoute,
@@ -260,12 +311,15 @@ export function forward(
     options.headersTimeout = route.timeoutMs;
     options.bodyTimeout = route.timeoutMs;
   }
-  const handler = new ForwardHandler(ctx, res, sink, upstream, target, options, bodyPresent);
+  // The client may be gone already (an HTTP/2 stream reset while async filters ran): send nothing.
+  if (clientGoneFrom(req, res)) {
+    ctx.status = 499;
+    return;
+  }
+  const handler = new ForwardHandler(ctx, res, sink, upstream, target, options, bodyPresent, route.sendTimeoutMs, req);
+  // Not `res.writableFinished`: an HTTP/2 response reports finished once its stream is reset.
   res.once('close', () => {
-    if (!res.writableFinished) {
-      handler.clientGone = true;
-      handler.controller?.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
-    }
+    if (!handler.done) handler.clientClosed();
   });
   handler.dispatch(target);
 }

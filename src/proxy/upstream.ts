@@ -206,7 +206,8 @@ export class Upstream {
         keepAliveMaxTimeout: Math.max(config.keep_alive_timeout, 1_000),
         connect,
       } as Pool.Options);
-      return new Target(i, t.url, t.weight, pool, https ? (sni ?? hostname) : undefined);
+      const capacity = (t.max_connections ?? config.max_connections) * (config.http2 ? 100 : 1);
+      return new Target(i, t.url, t.weight, pool, https ? (sni ?? hostname) : undefined, capacity);
     });
     this.origin = this.targets[0]!.origin;
     this.balancer = new Balancer(this.targets, config.balance as BalanceMode);
@@ -261,9 +262,9 @@ export class Upstream {
     if (target.failures >= this.#failureThreshold) this.#eject(target, reason);
   }
 
-  /** The attempt is over (answered, failed or aborted): once per `Target.dispatch`. */
+  /** The attempt is over (answered, failed or aborted): once per `Target.dispatch` that reached the pool. */
   released(target: Target): void {
-    target.inflight--;
+    target.ended();
   }
 
   /**

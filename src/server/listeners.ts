@@ -3,7 +3,7 @@
 // refused them) still get a problem+json answer with a precise reason.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, ServerResponse, STATUS_CODES } from 'node:http';
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { constants as http2constants, createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -81,8 +81,20 @@ function rawProblem(socket: Duplex, status: number, reason: string, https: boole
 
 function clientErrorAnswer(https: boolean): (err: Error & { code?: string }, socket: Duplex) => void {
   return (err, socket) => {
-    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    if (!socket.writable) {
       socket.destroy();
+      return;
+    }
+    const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inProgress) {
+      // The parser failed behind a request already being answered (a refusal of its body, typically).
+      // Destroying now would discard that answer or, with the client's bytes unread, send a TCP RST that
+      // makes the client drop it: let it finish, close our side, and destroy shortly after.
+      const linger = setTimeout(() => socket.destroy(), 1_000);
+      linger.unref();
+      socket.once('close', () => clearTimeout(linger));
+      if (inProgress.writableFinished) socket.end();
+      else inProgress.once('finish', () => socket.end());
       return;
     }
     const { status, reason } = parserReason(err.code);
@@ -101,6 +113,35 @@ interface TlsFiles {
 
 function readTls(tls: { cert: string; key: string }): TlsFiles {
   return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+}
+
+/**
+ * Stream resets a client may send: a token bucket per connection (`limits.http2_reset_burst`, refilled at
+ * `limits.http2_resets_per_second`). Past it the connection gets GOAWAY ENHANCE_YOUR_CALM and is closed:
+ * opening and resetting streams costs the client one frame each and the gateway a request each
+ * (CVE-2023-44487, "rapid reset"). Each reset stream has already freed its upstream slot (forwarder.ts).
+ */
+function limitResets(session: ServerHttp2Session, limits: Limits, log: Logger): void {
+  const burst = limits.http2_reset_burst;
+  const perMs = limits.http2_resets_per_second / 1000;
+  let tokens = burst;
+  let last = performance.now();
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    stream.once('aborted', () => {
+      const now = performance.now();
+      tokens = Math.min(burst, tokens + (now - last) * perMs);
+      last = now;
+      if (tokens >= 1) {
+        tokens--;
+        return;
+      }
+      if (session.destroyed) return;
+      log.warn({ remote: session.socket?.remoteAddress, burst, per_second: limits.http2_resets_per_second }, 'HTTP/2 client reset streams faster than allowed; connection closed (ENHANCE_YOUR_CALM)');
+      session.goaway(http2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      // Let the GOAWAY go out, then drop whatever else the client queued.
+      setImmediate(() => session.destroy());
+    });
+  });
 }
 
 export async function startListener(
@@ -172,6 +213,12 @@ export async function startListener(
         maxSessionMemory: 10,
         settings: { maxConcurrentStreams: 128, maxHeaderListSize: limits.max_header_size },
         maxHeaderListPairs: maxHeaders * 2 + 8,
+        // Node's own rapid-reset limit is the backstop (it ends the session with INTERNAL_ERROR); the
+        // budget in `limitResets` is stricter and answers with ENHANCE_YOUR_CALM.
+        streamResetBurst: limits.http2_reset_burst * 4,
+        streamResetRate: limits.http2_resets_per_second * 2,
+        maxSessionInvalidFrames: 100,
+        maxSessionRejectedStreams: 100,
       });
     } else {
       server = createHttpsServer({ ...files, ...tlsContextOptions(config.tls), ...serverOptions });
@@ -234,10 +281,11 @@ export async function startListener(
   }
 
   const sockets = new Set<Duplex>();
-  const sessions = new Set<import('node:http2').ServerHttp2Session>();
-  server.on('session', (session: import('node:http2').ServerHttp2Session) => {
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    limitResets(session, limits, log);
   });
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
