@@ -231,6 +231,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     name,
     filterName: 'forward_auth',
     authenticate,
+    explainable: false, // asks the service
     grants(claims) {
       let g = memo.get(claims);
       if (g === undefined) {

@@ -417,6 +417,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       name: 'rate_limit',
       onRequest,
       onResponse: null,
+      explainable: false, // a hit counts against the limit
       describe: () => ({
         limits: limits.map((l) => ({ name: l.name, limit: l.rate.limit, window_ms: l.rate.windowMs, burst: l.rate.burst, enforce: l.enforce })),
         store: shared.storeDescription,

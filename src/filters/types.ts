@@ -27,6 +27,12 @@ export interface CompiledFilter {
   readonly onResponse: ResponseHook | null;
   /** What `portcullis explain` shows: the effective settings, secrets masked. */
   describe(): Record<string, unknown>;
+  /**
+   * False when `onRequest` reaches beyond the request (counts against a rate limit, asks an auth service):
+   * `explain` and the admin dashboard then report the filter as not evaluated instead of running it.
+   * Absent: true (the hook only reads the request and writes its context).
+   */
+  readonly explainable?: boolean;
 }
 
 /** What compile steps get from the core: where they are, how to report problems, telemetry to use. */
