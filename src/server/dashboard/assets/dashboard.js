@@ -25,7 +25,16 @@ function svg(tag, attrs) {
   return el;
 }
 
+/** A table; each cell carries its column name (`data-label`), shown beside it when a phone stacks the rows. */
 function table(headers, rows, cls) {
+  for (const row of rows) {
+    [...row.children].forEach((td, i) => {
+      if (headers[i] !== undefined && !td.hasAttribute('colspan')) td.dataset.label = headers[i];
+      const cell = h('div', { class: 'cell' });
+      cell.append(...td.childNodes);
+      td.append(cell);
+    });
+  }
   return h('div', { class: 'scroll' },
     h('table', { class: cls },
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
@@ -87,7 +96,7 @@ function renderRoutes(state) {
     const series = l ? l.series : [];
     const chain = r.filters.map((f, i) => h('li', { class: 'chip', title: JSON.stringify(f) }, `${i + 1}. ${f.filter}`));
     const denies = l && l.top_denies.length
-      ? h('ul', { class: 'denies' }, l.top_denies.map((d) => h('li', {}, h('code', {}, d.reason), ` ${d.filter} × ${d.count}`)))
+      ? h('ul', { class: 'denies' }, l.top_denies.map((d) => h('li', {}, h('code', {}, d.reason), h('span', { class: 'muted' }, ` (${d.filter})`), ` × ${d.count}`)))
       : h('p', { class: 'muted small' }, 'no denies in the window');
     const key = `route:${r.route}`;
     return h('article', { class: 'card route', 'data-route': r.route },
@@ -248,10 +257,10 @@ function showExplain(text, out) {
   document.getElementById('explain-json').textContent = text;
   const a = out.answer ?? {};
   const answer = document.getElementById('explain-answer');
-  answer.replaceChildren(
+  answer.replaceChildren(h('span', {},
     out.route ? ['route ', h('strong', {}, out.route), ' (', h('code', {}, out.match), ') → '] : 'no route → ',
     a.forward ? badge(`forwarded to ${a.forward}`, 'good') : badge(`${a.status} ${a.reason}`, 'bad'),
-    a.filter ? h('span', { class: 'muted' }, ` by ${a.filter}`) : null);
+    a.filter ? h('span', { class: 'muted' }, ` by ${a.filter}`) : null));
   answer.dataset.answer = a.forward ? `forward ${a.forward}` : `${a.status} ${a.reason}`;
   const rows = (out.decisions ?? []).map((d, i) => h('tr', { 'data-decision': d.decision },
     h('td', {}, String(i + 1)), h('td', {}, d.filter),
