@@ -17,7 +17,7 @@ export function parseHeaderArgs(lines: readonly string[]): Record<string, string
   return out;
 }
 
-export async function explain(file: string, method?: string, url?: string, headers: Record<string, string> = {}): Promise<string> {
+export async function explain(file: string, method?: string, url?: string, headers: Record<string, string> = {}, clientIp?: string): Promise<string> {
   const policy: CompiledPolicy = loadAndCompile(file, { telemetry: quietTelemetry(new Metrics({ defaultMetrics: false })) });
   try {
     let out: unknown;
@@ -25,7 +25,7 @@ export async function explain(file: string, method?: string, url?: string, heade
     else {
       // Filters decide as the running gateway would: with its key sets loaded (first JWKS fetch).
       await policy.ready;
-      out = await explainRequest(policy, { method, url, headers });
+      out = await explainRequest(policy, { method, url, headers, ...(clientIp !== undefined ? { clientIp } : {}) });
     }
     return policy.source.secrets.mask(JSON.stringify(out, null, 2)) + '\n';
   } finally {

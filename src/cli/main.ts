@@ -12,7 +12,7 @@ const USAGE = `usage:
                                       run the gateway (FILE defaults to $PORTCULLIS_CONFIG or config/portcullis.yaml)
   portcullis validate FILE [--production]
                                       check a policy; --production also applies the production checklist
-  portcullis explain FILE [METHOD URL [-H 'Name: value']...]
+  portcullis explain FILE [METHOD URL [-H 'Name: value']... [--client-ip IP]]
                                       show the compiled routes, or the route, filter chain and each filter's
                                       decision for one request (no upstream is called)
   portcullis test POLICY CASES.yaml   run policy test cases; prints each failure with its line, exit 1 on any
@@ -62,7 +62,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'explain': {
-      const { values, positionals } = parseArgs({ args: rest, options: { header: { type: 'string', short: 'H', multiple: true } }, allowPositionals: true, strict: true });
+      const { values, positionals } = parseArgs({ args: rest, options: { header: { type: 'string', short: 'H', multiple: true }, 'client-ip': { type: 'string' } }, allowPositionals: true, strict: true });
       if (positionals.length !== 1 && positionals.length !== 3) fail(USAGE);
       let headers: Record<string, string>;
       try {
@@ -70,7 +70,7 @@ async function main(argv: string[]): Promise<void> {
       } catch (err) {
         fail(`${(err as Error).message}\n\n${USAGE}`);
       }
-      const out = await explain(positionals[0]!, positionals[1], positionals[2], headers);
+      const out = await explain(positionals[0]!, positionals[1], positionals[2], headers, values['client-ip']);
       process.stdout.write(out);
       return;
     }

@@ -4,6 +4,7 @@
 // "explain a request" form answers with it, so the two never disagree. Nothing here calls an upstream:
 // a filter whose hook reaches beyond the request (a rate-limit hit, a forward-auth call) says
 // `explainable: false` and is reported as not evaluated instead of run.
+import { isIP } from 'node:net';
 import type { CompiledPolicy, CompiledRoute } from '../config/compile.ts';
 import type { Deny } from '../filters/types.ts';
 import { RequestContext } from '../proxy/context.ts';
@@ -18,6 +19,8 @@ export interface ExplainRequest {
   url: string;
   /** Request headers (any case); `host` overrides the URL's. */
   headers?: Readonly<Record<string, string>>;
+  /** The client's address as the gateway would see it (ip_rules, rate-limit keys); default 127.0.0.1. */
+  clientIp?: string;
 }
 
 /** One filter's verdict in `explain`: in chain order, up to the first refusal. */
@@ -95,6 +98,7 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   headers.host = authority;
   const rawTarget = url.replace(/^https?:\/\/[^/?#]*/i, '') || '/';
   const request = `${method} ${url}`;
+  if (req.clientIp !== undefined && isIP(req.clientIp) === 0) throw new TypeError(`client IP "${req.clientIp}" is not an IPv4 or IPv6 address`);
   const target = normalizeTarget(rawTarget);
   if (typeof target === 'string') return { request, answer: { status: 400, reason: target, filter: 'gateway' } };
   const host = hostname(authority);
@@ -104,7 +108,7 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   const route = policy.router.match(host, method, target.path);
   if (route === null) return { request, normalized, global_filters: global, answer: { status: 404, reason: 'route_not_found', filter: 'gateway' } };
 
-  const ctx = new RequestContext(method, '1.1', headers, '127.0.0.1', parsed.protocol === 'https:' ? 'https' : 'http', performance.now());
+  const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', parsed.protocol === 'https:' ? 'https' : 'http', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
   ctx.path = target.path;
   ctx.query = target.query;

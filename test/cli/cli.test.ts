@@ -87,6 +87,21 @@ routes:
     // the rate limit is not run: explaining a request must not count against anyone's limit
     expect(ok.decisions.map((d) => `${d.filter}:${d.decision}`)).toEqual(['cors:continue', 'csrf:continue', 'rate_limit:not_evaluated']);
 
+    const office = writePolicy(`version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+routes:
+  - name: internal
+    match: { path_prefix: /internal }
+    upstream: app
+    ip_rules: { allow: [10.0.0.0/8] }
+`);
+    const outside = JSON.parse((await runCli(['explain', office, 'GET', '/internal/x'])).stdout) as { answer: unknown };
+    expect(outside.answer).toEqual({ status: 403, reason: 'ip_not_allowed', filter: 'ip_rules' });
+    const inside = JSON.parse((await runCli(['explain', office, 'GET', '/internal/x', '--client-ip', '10.1.2.3'])).stdout) as { answer: unknown };
+    expect(inside.answer).toEqual({ forward: 'app' });
+
     const bad = await runCli(['explain', file, 'GET', '/api', '-H', 'no colon']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('expected "Name: value"');

@@ -172,27 +172,36 @@ describe('the dashboard on the admin listener', () => {
       { method: 'GET', url: '/account/me', headers: [`Authorization: Bearer not-a-token`] },
       { method: 'GET', url: '/api/items?x=1', headers: [] },
       { method: 'DELETE', url: '/public/x', headers: [] },
-    ];
+      { method: 'GET', url: '/public/y', headers: [], clientIp: '2001:db8::7' },
+    ] as { method: string; url: string; headers: string[]; clientIp?: string }[];
     for (const c of cases) {
       await page.fill('#explain-method', c.method);
       await page.fill('#explain-url', c.url);
       await page.fill('#explain-headers', c.headers.join('\n'));
+      await page.fill('#explain-client-ip', c.clientIp ?? '');
       const answered = page.waitForResponse((r) => r.url().endsWith('/dashboard/explain'));
       await page.click('#explain-submit');
       await answered;
       await waitFor(async () => ((await page.locator('#explain-json').textContent()) ?? '').includes(`"request": "${c.method} ${c.url}"`));
       const shown = await page.locator('#explain-json').textContent();
-      const cli = await runCli(['explain', gw.policyFile, c.method, c.url, ...c.headers.flatMap((x) => ['-H', x])], { JWT_SECRET: SECRET });
+      const cli = await runCli(['explain', gw.policyFile, c.method, c.url, ...c.headers.flatMap((x) => ['-H', x]), ...(c.clientIp ? ['--client-ip', c.clientIp] : [])], { JWT_SECRET: SECRET });
       expect(cli.code).toBe(0);
       expect(shown).toBe(cli.stdout);
     }
-    // The last case: the decisions table and the answer line.
-    expect(await page.locator('#explain-answer').getAttribute('data-answer')).toBe('404 route_not_found'); // the route takes GET only
+    // The decisions table and the answer line.
+    expect(await page.locator('#explain-answer').getAttribute('data-answer')).toBe('forward app');
     await page.fill('#explain-method', 'POST');
     await page.fill('#explain-url', 'https://gw.example.com/forms/save');
     await page.fill('#explain-headers', 'Origin: https://evil.example.com');
+    await page.fill('#explain-client-ip', '');
     await page.click('#explain-submit');
     await waitFor(async () => (await page.locator('#explain-answer').getAttribute('data-answer')) === '403 cross_site_request');
+    // A bad client address is refused by the endpoint, not explained.
+    const badIp = await fetch(`${gw.admin}/dashboard/explain`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ method: 'GET', url: '/', client_ip: 'nope' }) });
+    expect(badIp.status).toBe(400);
+    expect(((await badIp.json()) as { reason: string }).reason).toBe('invalid_explain_request');
+    const form = await fetch(`${gw.admin}/dashboard/explain`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'method=GET&url=/' });
+    expect(form.status).toBe(415);
     expect(await page.locator('#explain-decisions tbody tr').evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: { decision: string } }).dataset.decision))).toEqual(['deny']);
     expect(await violations(page)).toEqual([]);
   });

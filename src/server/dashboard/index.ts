@@ -128,7 +128,7 @@ export class Dashboard {
     });
     req.on('end', () => {
       if (over) return problem(res, 413, 'body_too_large', `at most ${MAX_EXPLAIN_BODY} bytes`);
-      let input: { method?: unknown; url?: unknown; headers?: unknown };
+      let input: { method?: unknown; url?: unknown; headers?: unknown; client_ip?: unknown };
       try {
         input = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof input;
       } catch {
@@ -147,8 +147,12 @@ export class Dashboard {
       if (typeof method !== 'string' || !/^[A-Za-z]{1,20}$/.test(method) || typeof url !== 'string' || url === '' || url.length > 8192 || !/^(\/|https?:\/\/)/i.test(url)) {
         return problem(res, 400, 'invalid_explain_request', 'give "method" (a token) and "url" (a path starting with / or an http(s) URL)');
       }
+      const clientIp = input?.client_ip;
+      if (clientIp !== undefined && clientIp !== '' && (typeof clientIp !== 'string' || isIP(clientIp) === 0)) {
+        return problem(res, 400, 'invalid_explain_request', '"client_ip" is an IPv4 or IPv6 address');
+      }
       const policy = this.#source.policy();
-      explainRequest(policy, { method, url, headers }).then(
+      explainRequest(policy, { method, url, headers, ...(typeof clientIp === 'string' && clientIp !== '' ? { clientIp } : {}) }).then(
         (out) => send(res, 200, 'application/json', policy.source.secrets.mask(JSON.stringify(out, null, 2)) + '\n'),
         (err: unknown) => problem(res, 400, 'invalid_explain_request', err instanceof Error ? err.message : String(err)),
       );

@@ -278,6 +278,7 @@ async function explain(event) {
       method: document.getElementById('explain-method').value.trim(),
       url: document.getElementById('explain-url').value.trim(),
       headers: parseHeaders(document.getElementById('explain-headers').value),
+      client_ip: document.getElementById('explain-client-ip').value.trim(),
     });
     const res = await fetch('/dashboard/explain', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const text = await res.text();
