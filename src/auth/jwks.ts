@@ -77,11 +77,21 @@ export class JwksSource {
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
   lastError: string | null = null;
+  /** Epoch ms of the last fetch attempt and of the last successful one (the admin dashboard shows them). */
+  lastAttemptAt: number | null = null;
+  lastSuccessAt: number | null = null;
 
   constructor(options: JwksOptions) {
     this.#o = options;
     // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
     this.#agent = new Agent({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+  }
+
+  /** The JWKS URL, password masked. */
+  get url(): string {
+    const u = new URL(this.#o.url.href);
+    if (u.password) u.password = '********';
+    return u.href;
   }
 
   get keys(): KeySet | null {
@@ -110,6 +120,7 @@ export class JwksSource {
   #fetch(): Promise<boolean> {
     if (this.#inflight !== null) return this.#inflight;
     this.#lastAttempt = performance.now();
+    this.lastAttemptAt = Date.now();
     this.#inflight = this.#doFetch().finally(() => {
       this.#inflight = null;
     });
@@ -142,6 +153,7 @@ export class JwksSource {
       const maxAge = maxAgeOf(res.headers['cache-control']);
       next = Math.min(this.#o.maxRefreshMs, Math.max(this.#o.minRefreshMs, maxAge ?? this.#o.maxRefreshMs));
       this.lastError = null;
+      this.lastSuccessAt = Date.now();
       if (this.#set === null || this.#set.fingerprint !== set.fingerprint) {
         const first = this.#set === null;
         this.#set = set;

@@ -21,6 +21,8 @@ export interface AuthProvider {
   readonly carries: { readonly roles: boolean; readonly scopes: boolean };
   /** Lower-case names of upstream headers this provider sets; client copies are always removed. */
   readonly ownedHeaders: readonly string[];
+  /** False when `authenticate` calls out (forward auth): `explain` does not run it. Absent: true. */
+  readonly explainable?: boolean;
   /** Token-based providers (JWT) expose their steps so one route can accept several issuers. */
   readonly bearer?: BearerSteps;
   /** The 403 answer for authorization failures on routes of this provider, by reason. */

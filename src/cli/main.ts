@@ -4,7 +4,7 @@ import cluster from 'node:cluster';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PolicyError } from '../config/errors.ts';
-import { explain } from './explain.ts';
+import { explain, parseHeaderArgs } from './explain.ts';
 import { compileCollecting, validate } from './validate.ts';
 
 const USAGE = `usage:
@@ -12,8 +12,9 @@ const USAGE = `usage:
                                       run the gateway (FILE defaults to $PORTCULLIS_CONFIG or config/portcullis.yaml)
   portcullis validate FILE [--production]
                                       check a policy; --production also applies the production checklist
-  portcullis explain FILE [METHOD URL]
-                                      show the compiled routes, or the route and filter chain one request takes
+  portcullis explain FILE [METHOD URL [-H 'Name: value']... [--client-ip IP]]
+                                      show the compiled routes, or the route, filter chain and each filter's
+                                      decision for one request (no upstream is called)
   portcullis test POLICY CASES.yaml   run policy test cases; prints each failure with its line, exit 1 on any
   portcullis token (--secret VALUE | --key FILE) [--alg ALG] [--kid KID] [--sub SUB] [--roles a,b]
                    [--scope "a b"] [--iss ISS] [--aud AUD] [--ttl 15m | --no-exp] [--claim NAME=VALUE]...
@@ -61,9 +62,15 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'explain': {
-      const { positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true });
+      const { values, positionals } = parseArgs({ args: rest, options: { header: { type: 'string', short: 'H', multiple: true }, 'client-ip': { type: 'string' } }, allowPositionals: true, strict: true });
       if (positionals.length !== 1 && positionals.length !== 3) fail(USAGE);
-      const out = await explain(positionals[0]!, positionals[1], positionals[2]);
+      let headers: Record<string, string>;
+      try {
+        headers = parseHeaderArgs(values.header ?? []);
+      } catch (err) {
+        fail(`${(err as Error).message}\n\n${USAGE}`);
+      }
+      const out = await explain(positionals[0]!, positionals[1], positionals[2], headers, values['client-ip']);
       process.stdout.write(out);
       return;
     }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { filterModules } from '../filters/index.ts';
-import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook } from '../filters/types.ts';
+import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook, StatusReport } from '../filters/types.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
 import { CidrSet } from '../proxy/cidr.ts';
@@ -117,8 +117,9 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
         protected_by: optional(oneOf(['network_policy', 'firewall'] as const, {
           description: 'What keeps a non-loopback admin address private (the admin port has no authentication): a Kubernetes NetworkPolicy (the Helm chart renders one) or a host firewall. Production mode refuses a non-loopback admin address without it.',
         })),
-      }, { description: 'Admin listener: /healthz /readyz /reload /metrics.' }),
-      { address: '127.0.0.1:9901', protected_by: undefined },
+        dashboard: withDefault(boolean({ description: 'Serve the read-only dashboard at /dashboard/ (routes with live rates, upstream health, rate-limit store, identity, reloads, certificates, an explain form); see docs/dashboard.md.' }), true),
+      }, { description: 'Admin listener: /healthz /readyz /reload /metrics /dashboard/.' }),
+      { address: '127.0.0.1:9901', protected_by: undefined, dashboard: true },
     ),
     workers: withDefault(
       dispatch<number | 'auto'>('integer | "auto"', { description: 'Processes sharing the listeners; auto = one per core.' }, (v) =>
@@ -142,7 +143,7 @@ export interface CorePolicy {
   version: number;
   mode: 'development' | 'production';
   listeners: Infer<typeof listenerSchema>[];
-  admin: { address: string; protected_by?: 'network_policy' | 'firewall' | undefined };
+  admin: { address: string; protected_by?: 'network_policy' | 'firewall' | undefined; dashboard: boolean };
   workers: number | 'auto';
   trusted_proxies: ReturnType<typeof cidr> extends Schema<infer C> ? C[] : never;
   limits: Infer<typeof limitsSchema>;
@@ -185,7 +186,7 @@ export interface CompiledPolicy {
   readonly written: unknown;
   readonly source: LoadedSource;
   readonly listeners: readonly Listener[];
-  readonly admin: { readonly address: string; readonly protected_by?: 'network_policy' | 'firewall' | undefined };
+  readonly admin: { readonly address: string; readonly protected_by?: 'network_policy' | 'firewall' | undefined; readonly dashboard: boolean };
   readonly workers: number;
   readonly limits: Limits;
   readonly trustedProxies: CidrSet;
@@ -208,6 +209,8 @@ export interface CompiledPolicy {
   readonly ready: Promise<void>;
   /** Checks `/readyz` runs, by name (true, or the reason it is not ready). */
   readonly readiness: ReadonlyMap<string, () => true | string>;
+  /** Live status reports the modules registered (admin dashboard), by name. */
+  readonly status: ReadonlyMap<string, () => StatusReport>;
   close(): Promise<void>;
 }
 
@@ -255,6 +258,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
   const closers: (() => void | Promise<void>)[] = [];
   const readies: Promise<void>[] = [];
   const readiness = new Map<string, () => true | string>();
+  const status = new Map<string, () => StatusReport>();
   const production = policy.mode === 'production' || options.production === true;
   const env: CompileEnv = {
     mode: production ? 'production' : 'development',
@@ -264,6 +268,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     onClose: (c) => closers.push(c),
     onReady: (p) => readies.push(p),
     readiness: (name, check) => readiness.set(name, check),
+    status: (name, report) => status.set(name, report),
   };
   const closeAll = async () => {
     for (const c of closers.splice(0).reverse()) {
@@ -403,6 +408,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       globalFilters,
       ready: Promise.all(readies).then(() => undefined),
       readiness,
+      status,
       close: closeAll,
     };
     return compiled;

@@ -142,6 +142,7 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
         return authenticate(ctx);
       },
       onResponse: null,
+      explainable: p.explainable ?? true,
       describe: () => p.describe(),
     };
   },

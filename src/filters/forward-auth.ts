@@ -90,6 +90,18 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   const unavailable: Deny = Object.freeze({ status: 503, reason: 'auth_unavailable', headers: Object.freeze({ 'retry-after': '5' }) });
   const badHeader: Deny = Object.freeze({ status: 502, reason: 'auth_header_invalid' });
   const serviceUrl = cfg.url.href;
+  // For the admin dashboard: the last answer and the last failure of the service (epoch ms), one field
+  // write per call to the service (never per cached decision).
+  const seen = { answerAt: null as number | null, failureAt: null as number | null, failure: null as string | null };
+  env.status?.(`forward_auth:${name}`, () => ({
+    kind: 'forward_auth',
+    provider: name,
+    url: serviceUrl.replace(/\/\/[^/@]*@/, '//********@'),
+    state: seen.answerAt === null && seen.failureAt === null ? 'not_called_yet' : (seen.failureAt ?? 0) > (seen.answerAt ?? 0) ? 'failing' : 'answering',
+    last_answer: seen.answerAt,
+    last_failure: seen.failureAt,
+    last_failure_reason: seen.failure,
+  }));
 
   function credentialOf(ctx: RequestContext): string {
     let out = '';
@@ -118,12 +130,19 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
       res = await request(serviceUrl, { method: 'GET', headers, dispatcher: agent, signal: AbortSignal.timeout(cfg.timeout) });
     } catch (err) {
       const e = err as { name?: string; code?: string };
-      if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.name === 'AbortError') count.timeout.inc();
+      const timeout = e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.name === 'AbortError';
+      if (timeout) count.timeout.inc();
       else count.error.inc();
+      seen.failureAt = Date.now();
+      seen.failure = timeout ? 'timeout' : (e?.code ?? 'error');
       return 'retry';
     }
     res.body.dump().catch(() => undefined);
     const s = res.statusCode;
+    if (s >= 500) {
+      seen.failureAt = Date.now();
+      seen.failure = `status ${s}`;
+    } else seen.answerAt = Date.now();
     if (s === 401 || s === 403) {
       const challenge = res.headers['www-authenticate'];
       const text = typeof challenge === 'string' && !UNSAFE.test(challenge) ? challenge : s === 401 ? bearerChallenge(realm) : undefined;
@@ -231,6 +250,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     name,
     filterName: 'forward_auth',
     authenticate,
+    explainable: false, // asks the service
     grants(claims) {
       let g = memo.get(claims);
       if (g === undefined) {

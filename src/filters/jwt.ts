@@ -215,8 +215,21 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     const source = jwks;
     env.onReady(source.start());
     env.onClose(() => source.close());
+    env.status?.(`jwt:${name}`, () => ({
+      kind: 'jwt',
+      provider: name,
+      source: 'jwks',
+      url: source.url,
+      key_ids: (source.keys?.all ?? []).map((k) => k.kid ?? '(no kid)'),
+      inline_key_ids: inline.map((k) => k.kid ?? '(no kid)'),
+      last_refresh: source.lastSuccessAt,
+      last_attempt: source.lastAttemptAt,
+      last_error: source.lastError,
+    }));
     env.readiness(`jwks:${name}`, () => (source.keys !== null ? true : `JWKS of provider ${name} not loaded${source.lastError ? `: ${source.lastError}` : ''}`));
   }
+
+  if (jwks === null) env.status?.(`jwt:${name}`, () => ({ kind: 'jwt', provider: name, source: 'inline', key_ids: inline.map((k) => k.kid ?? '(no kid)') }));
 
   // Deny answers, built once.
   const realm = name.replace(/["\\]/g, '');

@@ -280,6 +280,8 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
       const label = target.kind === 'single' ? 'redis' : `redis_${target.kind}`;
       const failures = new Map<string, Counter.Internal>();
       const up = storeUp.labels({ store: label });
+      // For the admin dashboard: the state and since when (written on transitions only).
+      const state = { up: false, since: Date.now(), reason: 'connecting' };
       redis = new RedisStore(target, {
         connectTimeoutMs: store.connect_timeout,
         commandTimeoutMs: store.command_timeout,
@@ -291,17 +293,31 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
         },
         onStateChange(isUp, reason) {
           up.set(isUp ? 1 : 0);
+          state.up = isUp;
+          state.since = Date.now();
+          state.reason = reason;
           if (isUp) log.info({ store: storeDescription, reason }, reason === 'connected' ? 'rate-limit store: Redis connected' : 'rate-limit store: Redis answers again; limits are shared again');
           else log.warn({ store: storeDescription, reason, on_redis_failure: store.on_redis_failure }, `rate-limit store: Redis unavailable; on_redis_failure: ${store.on_redis_failure} applies until it answers`);
         },
       });
       env.onReady(redis.ready());
+      env.status?.('rate_limit_store', () => ({
+        kind: 'rate_limit_store',
+        store: storeDescription,
+        up: state.up,
+        since: state.since,
+        reason: state.reason,
+        on_redis_failure: store.on_redis_failure,
+        in_force: state.up ? 'redis' : store.on_redis_failure,
+        required: store.required,
+      }));
       if (store.required) {
         const r = redis;
         env.readiness('ratelimit_store', () => (r.available ? true : 'redis unavailable'));
       }
     }
   }
+  if (redis === null) env.status?.('rate_limit_store', () => ({ kind: 'rate_limit_store', store: 'memory', up: true, in_force: 'memory', on_redis_failure: store.on_redis_failure }));
   const limiter = new Limiter({
     redis,
     mode: store.on_redis_failure,
@@ -417,6 +433,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       name: 'rate_limit',
       onRequest,
       onResponse: null,
+      explainable: false, // a hit counts against the limit
       describe: () => ({
         limits: limits.map((l) => ({ name: l.name, limit: l.rate.limit, window_ms: l.rate.windowMs, burst: l.rate.burst, enforce: l.enforce })),
         store: shared.storeDescription,

@@ -27,6 +27,12 @@ export interface CompiledFilter {
   readonly onResponse: ResponseHook | null;
   /** What `portcullis explain` shows: the effective settings, secrets masked. */
   describe(): Record<string, unknown>;
+  /**
+   * False when `onRequest` reaches beyond the request (counts against a rate limit, asks an auth service):
+   * `explain` and the admin dashboard then report the filter as not evaluated instead of running it.
+   * Absent: true (the hook only reads the request and writes its context).
+   */
+  readonly explainable?: boolean;
 }
 
 /** What compile steps get from the core: where they are, how to report problems, telemetry to use. */
@@ -42,6 +48,18 @@ export interface CompileEnv {
   onReady(ready: Promise<void>): void;
   /** Register a readiness check shown by the admin `/readyz`; a string return is the failure reason. */
   readiness(name: string, check: () => true | string): void;
+  /**
+   * Register a live status report for the admin dashboard (store up or down and since when, key sets
+   * and their last refresh...). Called only when the dashboard asks, never on the request path; the
+   * report names its `kind` (`rate_limit_store`, `jwt`, `forward_auth`) and is masked before display.
+   */
+  status?(name: string, report: () => StatusReport): void;
+}
+
+/** A status report: `kind` groups it on the dashboard; other fields are JSON values (times as epoch ms). */
+export interface StatusReport {
+  readonly kind: string;
+  readonly [field: string]: unknown;
 }
 
 export interface RouteInput<R, S> {

@@ -41,6 +41,10 @@ export class Target {
   /** `!ejected && checkHealthy`, kept as one field so `pick` reads one boolean. */
   available = true;
   ejectionTimer: NodeJS.Timeout | null = null;
+  /** The last ejection (admin dashboard): why, when (epoch ms), for how long. Written on ejection only. */
+  lastEjection: { reason: string; at: number; ms: number } | null = null;
+  /** The active check's last change of verdict (admin dashboard), or null. */
+  lastCheck: { healthy: boolean; detail: string; at: number } | null = null;
 
   constructor(index: number, url: URL, weight: number, pool: Pool, servername: string | undefined, capacity = Infinity) {
     this.index = index;

@@ -297,6 +297,7 @@ export class Upstream {
     target.ejected = true;
     target.available = false;
     target.failures = 0;
+    target.lastEjection = { reason, at: Date.now(), ms: backoff };
     this.#ejectionCounter?.inc({ upstream: this.name, target: target.origin });
     this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, 0);
     this.#log?.warn({ upstream: this.name, target: target.origin, reason, ejection_ms: backoff, ejections_in_a_row: target.ejections }, 'upstream target ejected');
@@ -314,6 +315,7 @@ export class Upstream {
   #checkChanged(target: Target, healthy: boolean, detail: string): void {
     if (this.#closed) return;
     target.checkHealthy = healthy;
+    target.lastCheck = { healthy, detail, at: Date.now() };
     target.available = healthy && !target.ejected;
     this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, target.available ? 1 : 0);
     if (healthy) this.#log?.info({ upstream: this.name, target: target.origin, check: detail }, 'upstream target passes its health check');

@@ -1,12 +1,15 @@
-// The admin listener (127.0.0.1 by default): liveness, readiness, reload and metrics. It never serves
-// proxied traffic and is never reachable through a route.
+// The admin listener (127.0.0.1 by default): liveness, readiness, reload, metrics and the dashboard. It
+// never serves proxied traffic and is never reachable through a route.
 import { createServer, type Server } from 'node:http';
+import type { Dashboard } from './dashboard/index.ts';
 import { splitAddress } from './listeners.ts';
 
 export interface AdminHandlers {
   ready(): { ready: boolean; checks: Record<string, string> };
   reload(): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }>;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** The dashboard (`/dashboard/`), null when the policy turns it off or the process has none. */
+  dashboard?: Dashboard | null;
 }
 
 function json(res: import('node:http').ServerResponse, status: number, body: unknown): void {
@@ -17,7 +20,7 @@ function json(res: import('node:http').ServerResponse, status: number, body: unk
 
 export async function startAdmin(address: string, handlers: AdminHandlers): Promise<{ server: Server; address: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) return json(res, 200, { status: 'ok' });
     if (path === '/readyz' && (req.method === 'GET' || req.method === 'HEAD')) {
       const r = handlers.ready();
@@ -41,6 +44,7 @@ export async function startAdmin(address: string, handlers: AdminHandlers): Prom
       );
       return;
     }
+    if (handlers.dashboard && handlers.dashboard.handle(req, res, path)) return;
     json(res, 404, { type: 'https://portcullis.dev/reasons/not_found', status: 404, reason: 'not_found' });
   });
   const { host, port } = splitAddress(address);
@@ -54,6 +58,7 @@ export async function startAdmin(address: string, handlers: AdminHandlers): Prom
     server,
     address: shown,
     close: () => new Promise<void>((resolve) => {
+      handlers.dashboard?.close();
       server.close(() => resolve());
       server.closeAllConnections();
     }),

@@ -14,8 +14,9 @@ import { RequestTelemetry } from '../observability/request-telemetry.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import { tracingSettings } from '../observability/tracing-config.ts';
 import { startAdmin } from './admin.ts';
+import { Dashboard, type ReloadRecord } from './dashboard/index.ts';
 import { Gateway } from './gateway.ts';
-import { startListener, type RunningListener } from './listeners.ts';
+import { splitAddress, startListener, type RunningListener } from './listeners.ts';
 
 export interface StartOptions {
   configFile: string;
@@ -108,6 +109,14 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   const listeners: RunningListener[] = [];
   for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log));
 
+  // For the dashboard: when the policy in force was loaded, and the last reload attempts with their errors.
+  let loadedAt = Date.now();
+  const reloads: ReloadRecord[] = [];
+  const record = (r: ReloadRecord) => {
+    reloads.push(r);
+    if (reloads.length > 20) reloads.shift();
+  };
+
   let reloading: Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> | null = null;
   const reload = (): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> => {
     // Reloads queue behind each other so two triggers never compile and swap concurrently.
@@ -119,6 +128,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
       } catch (err) {
         telemetry.metrics.reloads.inc({ result: 'failure' });
         const errors = problemsOf(err);
+        record({ at: Date.now(), ok: false, errors: errors.map((e) => policy.source.secrets.mask(e)) });
         log.error({ errors }, 'policy reload failed; the previous policy stays in force');
         return { ok: false, errors };
       }
@@ -130,6 +140,8 @@ async function startServing(file: string, announce: (line: string) => void, isWo
       gateway.swap(next);
       telemetry.metrics.reloads.inc({ result: 'success' });
       telemetry.metrics.setPolicy(next.hash);
+      loadedAt = Date.now();
+      record({ at: loadedAt, ok: true, hash: next.hash });
       log.info({ policy_hash: next.hash }, 'policy reloaded');
       return { ok: true, hash: next.hash };
     };
@@ -139,10 +151,21 @@ async function startServing(file: string, announce: (line: string) => void, isWo
 
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   if (!isWorker) {
+    const dashboard = policy.admin.dashboard
+      ? new Dashboard({
+          policy: () => gateway.policy,
+          metrics: telemetry.metrics,
+          loadedAt: () => loadedAt,
+          reloads: () => reloads,
+          inflight: () => gateway.inflight,
+          draining: () => gateway.draining,
+        }, { adminHost: splitAddress(policy.admin.address).host })
+      : null;
     admin = await startAdmin(policy.admin.address, {
       ready: () => readiness(gateway),
       reload,
       metrics: async () => ({ contentType: telemetry.metrics.registry.contentType, body: await telemetry.metrics.registry.metrics() }),
+      dashboard,
     });
   }
 

@@ -55,7 +55,56 @@ describe('portcullis explain', () => {
 
   it('says 404 for a request no route takes', async () => {
     const r = await runCli(['explain', writePolicy(POLICY), 'POST', '/health'], { APP_PASSWORD: 'x' });
-    expect(JSON.parse(r.stdout).answer).toEqual({ status: 404, reason: 'route_not_found' });
+    expect(JSON.parse(r.stdout).answer).toEqual({ status: 404, reason: 'route_not_found', filter: 'gateway' });
+  });
+
+  it('runs each filter of the chain with the given headers and says what it decides', async () => {
+    const file = writePolicy(`version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+cors:
+  web: { origins: [https://app.example.com], methods: [GET, POST] }
+rate_limits:
+  per_ip: { limit: 5, window: 1m }
+routes:
+  - name: api
+    match: { path_prefix: /api }
+    upstream: app
+    cors: web
+    csrf: { trusted_origins: [https://app.example.com] }
+    rate_limit: per_ip
+`);
+    const refused = await runCli(['explain', file, 'POST', 'https://gw.example.com/api/items', '-H', 'Origin: https://evil.example.com', '-H', 'Content-Type: application/json']);
+    expect(refused.code).toBe(0);
+    const out = JSON.parse(refused.stdout) as { answer: unknown; decisions: { filter: string; decision: string; reason?: string }[] };
+    expect(out.answer).toMatchObject({ status: 403, filter: 'csrf' });
+    expect(out.decisions.map((d) => `${d.filter}:${d.decision}`)).toEqual(['cors:continue', 'csrf:deny', 'rate_limit:not_reached']);
+
+    const allowed = await runCli(['explain', file, 'GET', 'https://gw.example.com/api/items', '-H', 'Origin: https://app.example.com']);
+    const ok = JSON.parse(allowed.stdout) as { answer: unknown; decisions: { filter: string; decision: string }[] };
+    expect(ok.answer).toEqual({ forward: 'app' });
+    // the rate limit is not run: explaining a request must not count against anyone's limit
+    expect(ok.decisions.map((d) => `${d.filter}:${d.decision}`)).toEqual(['cors:continue', 'csrf:continue', 'rate_limit:not_evaluated']);
+
+    const office = writePolicy(`version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+routes:
+  - name: internal
+    match: { path_prefix: /internal }
+    upstream: app
+    ip_rules: { allow: [10.0.0.0/8] }
+`);
+    const outside = JSON.parse((await runCli(['explain', office, 'GET', '/internal/x'])).stdout) as { answer: unknown };
+    expect(outside.answer).toEqual({ status: 403, reason: 'ip_not_allowed', filter: 'ip_rules' });
+    const inside = JSON.parse((await runCli(['explain', office, 'GET', '/internal/x', '--client-ip', '10.1.2.3'])).stdout) as { answer: unknown };
+    expect(inside.answer).toEqual({ forward: 'app' });
+
+    const bad = await runCli(['explain', file, 'GET', '/api', '-H', 'no colon']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('expected "Name: value"');
   });
 });
 
