@@ -1,0 +1,250 @@
+// OpenID Connect sign-in at the gateway, scripted over HTTP against a real OpenID Provider
+// (node-oidc-provider) in front of a stand-in legacy app that has no auth of its own: the code flow with
+// PKCE and state, the session cookie, the identity headers the app receives, refusals of forged state,
+// replayed codes, tampered/expired/foreign cookies, users outside the allowed rules, refresh and logout.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SessionCodec } from '../../src/auth/oidc/codec.ts';
+import { Browser, loginAtOp, startOp, type TestOp } from '../helpers/oidc-provider.ts';
+import { freePort } from '../helpers/redis-server.ts';
+import { startGateway, type RunningGateway } from '../helpers/gateway.ts';
+import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
+
+const COOKIE_SECRET = 'f3a9c1e7b5d2a8f4c6e0b3d7a1f9c5e2b8d4a6f0c3e7b1d5';
+const COOKIE = '__Host-portcullis-sso';
+let op: TestOp;
+let app: RecordingUpstream;
+let gw: RunningGateway;
+let base: string;
+
+beforeAll(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  op = await startOp({ redirectUris: [`${base}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`], accessTokenTtl: 3600 });
+  app = await startUpstream();
+  app.handler = (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'app_pref=dark; Path=/' });
+    res.end(`<!doctype html><p>hello ${req.headers['x-user-email'] ?? 'nobody'}</p>`);
+  };
+  gw = await startGateway(`
+version: 1
+listeners: [{ address: 127.0.0.1:${port} }]
+admin: { address: 127.0.0.1:0 }
+upstreams: { app: { url: "${app.url}" } }
+auth:
+  default: sso
+  providers:
+    sso:
+      oidc:
+        issuer: "${op.issuer}"
+        client_id: ${op.clientId}
+        client_secret: "\${env:OIDC_CLIENT_SECRET}"
+        scopes: [openid, email, profile, groups]
+        allowed_email_domains: [example.com]
+        allowed_groups: [staff]
+        post_logout_redirect: /bye
+        cookie_secrets: ["\${env:COOKIE_SECRET}"]
+        roles_claim: groups
+        claims_to_headers: { sub: X-User-Id, email: X-User-Email, groups: X-User-Groups }
+routes:
+  - { name: bye, match: { path: /bye }, upstream: app, auth: none }
+  - { name: admin, match: { path_prefix: /admin }, upstream: app, authorize: { roles_any: [admins] } }
+  - { name: audit, match: { path_prefix: /audit }, upstream: app, authorize: { roles_any: [auditors] } }
+  - { name: app, match: { path_prefix: / }, upstream: app }
+`, { env: { OIDC_CLIENT_SECRET: op.clientSecret, COOKIE_SECRET } });
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await Promise.all([op?.close(), app?.close()]);
+});
+
+beforeEach(() => {
+  app.received.length = 0;
+});
+
+async function signIn(login = 'alice', path = '/reports?year=2024'): Promise<Browser> {
+  const b = new Browser();
+  const callback = await loginAtOp(b, base + path, op, login);
+  expect(callback).toMatch(new RegExp(`^${base}/oauth2/callback\\?code=`));
+  const done = await b.navigate(callback);
+  expect(done.status).toBe(302);
+  expect(done.location).toBe(base + path);
+  return b;
+}
+
+describe('sign-in', () => {
+  it('sends a navigation without a session to the provider with PKCE S256, state and nonce', async () => {
+    const b = new Browser();
+    const r = await b.navigate(`${base}/reports`);
+    expect(r.status).toBe(302);
+    const loc = new URL(r.location!);
+    expect(loc.origin).toBe(op.issuer);
+    expect(loc.searchParams.get('response_type')).toBe('code');
+    expect(loc.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(loc.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(loc.searchParams.get('state')).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    expect(loc.searchParams.get('nonce')).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    expect(loc.searchParams.get('redirect_uri')).toBe(`${base}/oauth2/callback`);
+    expect(loc.searchParams.get('scope')).toBe('openid email profile groups');
+    const login = r.setCookies.find((c) => c.startsWith(`${COOKIE}-login-`))!;
+    expect(login).toMatch(/; Path=\/; Max-Age=600; HttpOnly; Secure; SameSite=Lax/);
+    expect(app.received).toHaveLength(0);
+  });
+
+  it('signs in, lands on the page asked for, and the app sees the identity headers', async () => {
+    const b = await signIn();
+    const session = [...b.cookies(base).keys()].filter((k) => k.startsWith(COOKIE));
+    expect(session.length).toBeGreaterThan(0);
+    expect(session.some((k) => k.includes('-login-'))).toBe(false); // the sign-in state cookie is gone
+    const page = await b.navigate(`${base}/reports?year=2024`);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('hello alice@example.com');
+    const seen = app.received.at(-1)!;
+    expect(seen.headers['x-user-id']).toBe('alice');
+    expect(seen.headers['x-user-email']).toBe('alice@example.com');
+    expect(seen.headers['x-user-groups']).toBe('staff,admins');
+    // The app never sees the gateway's cookies; its own Set-Cookie still reaches the browser.
+    expect(String(seen.headers.cookie ?? '')).not.toContain(COOKIE);
+    expect(page.setCookies).toContain('app_pref=dark; Path=/');
+    // A second request (reload) keeps the session without another trip to the provider.
+    const before = op.requests.length;
+    expect((await b.navigate(`${base}/other`)).status).toBe(200);
+    expect(op.requests.length).toBe(before);
+  });
+
+  it('strips client-sent identity headers and lets authorize use the claims', async () => {
+    const b = await signIn();
+    const forged = await b.request(`${base}/x`, { headers: { 'x-user-id': 'root', 'x-user-email': 'root@example.com' } });
+    expect(forged.status).toBe(200);
+    expect(app.received.at(-1)!.headers['x-user-id']).toBe('alice');
+    // roles come from the groups claim: alice is in admins, not in auditors
+    expect((await b.request(`${base}/admin/panel`)).status).toBe(200);
+    const audit = await b.request(`${base}/audit/log`);
+    expect(audit.status).toBe(403);
+    expect(JSON.parse(audit.body).reason).toBe('role_missing');
+  });
+
+  it('refuses users outside the allowed domain or groups, without a session', async () => {
+    for (const login of ['eve', 'bob']) {
+      const b = new Browser();
+      const callback = await loginAtOp(b, `${base}/reports`, op, login);
+      const r = await b.navigate(callback);
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body).reason).toBe('oidc_user_not_allowed');
+      expect([...b.cookies(base).keys()].filter((k) => k.startsWith(COOKIE))).toEqual([]);
+    }
+  });
+
+  it('returns only to same-origin paths after sign-in (no open redirect)', async () => {
+    for (const rd of ['https://evil.test/x', '//evil.test/x', '/\\evil.test', 'javascript:alert(1)']) {
+      const b = new Browser();
+      const start = await b.navigate(`${base}/oauth2/login?rd=${encodeURIComponent(rd)}`);
+      expect(start.status).toBe(302);
+      const callback = await loginAtOp(b, `${base}/oauth2/login?rd=${encodeURIComponent(rd)}`, op, 'alice');
+      const done = await b.navigate(callback);
+      expect(done.status).toBe(302);
+      expect(done.location).toBe(`${base}/`);
+    }
+    const b = new Browser();
+    const callback = await loginAtOp(b, `${base}/oauth2/login?rd=${encodeURIComponent('/deep/link?a=1')}`, op, 'alice');
+    expect((await b.navigate(callback)).location).toBe(`${base}/deep/link?a=1`);
+  });
+});
+
+describe('refusals', () => {
+  it('answers fetch/XHR calls without a session with 401, a reason and a sign-in hint, never a redirect', async () => {
+    const b = new Browser();
+    const r = await b.request(`${base}/api/data`, { headers: { accept: 'application/json', 'sec-fetch-mode': 'cors' } });
+    expect(r.status).toBe(401);
+    expect(r.headers.get('content-type')).toBe('application/problem+json');
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_missing');
+    expect(r.headers.get('www-authenticate')).toBe('OIDC realm="sso", error="oidc_session_missing", login_uri="/oauth2/login"');
+    expect(r.location).toBeNull();
+    expect(app.received).toHaveLength(0);
+  });
+
+  it('refuses a callback whose state does not match the browser\'s sign-in', async () => {
+    const b = new Browser();
+    const callback = new URL(await loginAtOp(b, `${base}/reports`, op, 'alice'));
+    callback.searchParams.set('state', 'A'.repeat(43));
+    const r = await b.navigate(callback.href);
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body).reason).toBe('oidc_state_invalid');
+    // another browser (no sign-in state cookie) with the genuine URL is refused too
+    const other = new Browser();
+    const genuine = await loginAtOp(new Browser(), `${base}/reports`, op, 'alice');
+    expect(JSON.parse((await other.navigate(genuine)).body).reason).toBe('oidc_state_invalid');
+  });
+
+  it('refuses a replayed code: the state cookie is spent, and the provider refuses the code itself', async () => {
+    const b = new Browser();
+    const callback = await loginAtOp(b, `${base}/reports`, op, 'alice');
+    const saved = new Map(b.cookies(base));
+    expect((await b.navigate(callback)).status).toBe(302);
+    const again = await b.navigate(callback);
+    expect(again.status).toBe(400); // the sign-in state cookie was spent by the first use
+    expect(JSON.parse(again.body).reason).toBe('oidc_state_invalid');
+    // with the sign-in state cookie put back (an attacker who kept it), the code is refused by the provider
+    const replay = new Browser();
+    for (const [k, v] of saved) replay.cookies(base).set(k, v);
+    const r = await replay.navigate(callback);
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body).reason).toBe('oidc_code_invalid');
+    expect(op.grants.filter((g) => g === 'authorization_code').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses tampered, expired and foreign session cookies', async () => {
+    const b = await signIn();
+    const jar = b.cookies(base);
+    const name = [...jar.keys()].find((k) => k.startsWith(COOKIE))!;
+    const value = jar.get(name)!;
+    const api = { headers: { accept: 'application/json' } };
+    // tampered: one byte of the ciphertext changed
+    const parts = value.split('.');
+    parts[3] = (parts[3]![0] === 'A' ? 'B' : 'A') + parts[3]!.slice(1);
+    jar.set(name, parts.join('.'));
+    let r = await b.request(`${base}/api`, api);
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_invalid');
+    // foreign: sealed by another gateway's secret
+    const foreign = new SessionCodec(['0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071'], 'sso');
+    const now = Date.now();
+    const forged = await foreign.seal('session', { sub: 'mallory', claims: { sub: 'mallory', email: 'm@example.com' }, created: now, seen: now, expires: now + 3_600_000, rt: null, idt: null, end: now + 3_600_000 }, now + 3_600_000);
+    for (const k of [...jar.keys()]) if (k.startsWith(COOKIE)) jar.delete(k);
+    jar.set(COOKIE, forged);
+    r = await b.request(`${base}/api`, api);
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_invalid');
+    // expired: sealed with the right secret, past its absolute end
+    const own = new SessionCodec([COOKIE_SECRET], 'sso');
+    jar.set(COOKIE, await own.seal('session', { sub: 'alice', claims: { sub: 'alice' }, created: now - 7_200_000, seen: now - 10_000, expires: now + 3_600_000, rt: null, idt: null, end: now - 1000 }, now + 1000));
+    r = await b.request(`${base}/api`, api);
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_expired');
+    // idle too long
+    jar.set(COOKIE, await own.seal('session', { sub: 'alice', claims: { sub: 'alice' }, created: now - 7_200_000, seen: now - 3_700_000, expires: now + 3_600_000, rt: null, idt: null, end: now + 3_600_000 }, now + 3_600_000));
+    r = await b.request(`${base}/api`, api);
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_expired');
+    expect(app.received).toHaveLength(0);
+    // each refusal cleared the bad cookie; a navigation with one is sent to sign in again, and it is cleared
+    expect(jar.has(COOKIE)).toBe(false);
+    jar.set(COOKIE, forged);
+    const nav = await b.navigate(`${base}/reports`);
+    expect(nav.status).toBe(302);
+    expect(nav.location!.startsWith(op.issuer)).toBe(true);
+    expect(nav.setCookies.some((c) => c.startsWith(`${COOKIE}=;`) && c.includes('Max-Age=0'))).toBe(true);
+  });
+});
+
+describe('logout', () => {
+  it('clears the session and sends the browser to the provider\'s end_session_endpoint', async () => {
+    const b = await signIn();
+    const r = await b.navigate(`${base}/oauth2/logout`);
+    expect(r.status).toBe(302);
+    const end = new URL(r.location!);
+    expect(end.origin).toBe(op.issuer);
+    expect(end.searchParams.get('post_logout_redirect_uri')).toBe(`${base}/bye`);
+    expect(end.searchParams.get('id_token_hint')).toMatch(/^eyJ/);
+    expect([...b.cookies(base).keys()].filter((k) => k.startsWith(COOKIE))).toEqual([]);
+    const after = await b.request(`${base}/api`, { headers: { accept: 'application/json' } });
+    expect(JSON.parse(after.body).reason).toBe('oidc_session_missing');
+  });
+});
