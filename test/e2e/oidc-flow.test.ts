@@ -14,20 +14,26 @@ const COOKIE = '__Host-portcullis-sso';
 let op: TestOp;
 let app: RecordingUpstream;
 let gw: RunningGateway;
+/** A second replica in the middle of a secret rotation: seals with a new secret, still opens the old one. */
+let gw2: RunningGateway;
 let base: string;
+let base2: string;
+const NEW_SECRET = '5d8b2f6a9e1c4d7b0a3f6e9c2b5d8a1f4e7c0b3d6a9f2e5c';
 
 beforeAll(async () => {
   const port = await freePort();
+  const port2 = await freePort();
   base = `http://127.0.0.1:${port}`;
-  op = await startOp({ redirectUris: [`${base}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`], accessTokenTtl: 3600 });
+  base2 = `http://127.0.0.1:${port2}`;
+  op = await startOp({ redirectUris: [`${base}/oauth2/callback`, `${base2}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`, `${base2}/bye`], accessTokenTtl: 3600 });
   app = await startUpstream();
   app.handler = (req, res) => {
     res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'app_pref=dark; Path=/' });
     res.end(`<!doctype html><p>hello ${req.headers['x-user-email'] ?? 'nobody'}</p>`);
   };
-  gw = await startGateway(`
+  const policy = (p: number) => `
 version: 1
-listeners: [{ address: 127.0.0.1:${port} }]
+listeners: [{ address: 127.0.0.1:${p} }]
 admin: { address: 127.0.0.1:0 }
 upstreams: { app: { url: "${app.url}" } }
 auth:
@@ -42,7 +48,7 @@ auth:
         allowed_email_domains: [example.com]
         allowed_groups: [staff]
         post_logout_redirect: /bye
-        cookie_secrets: ["\${env:COOKIE_SECRET}"]
+        cookie_secrets: ["\${env:COOKIE_SECRET}"${p === port ? '' : ', "\${env:OLD_SECRET}"'}]
         roles_claim: groups
         claims_to_headers: { sub: X-User-Id, email: X-User-Email, groups: X-User-Groups }
 routes:
@@ -50,11 +56,15 @@ routes:
   - { name: admin, match: { path_prefix: /admin }, upstream: app, authorize: { roles_any: [admins] } }
   - { name: audit, match: { path_prefix: /audit }, upstream: app, authorize: { roles_any: [auditors] } }
   - { name: app, match: { path_prefix: / }, upstream: app }
-`, { env: { OIDC_CLIENT_SECRET: op.clientSecret, COOKIE_SECRET } });
+`;
+  [gw, gw2] = await Promise.all([
+    startGateway(policy(port), { env: { OIDC_CLIENT_SECRET: op.clientSecret, COOKIE_SECRET } }),
+    startGateway(policy(port2), { env: { OIDC_CLIENT_SECRET: op.clientSecret, COOKIE_SECRET: NEW_SECRET, OLD_SECRET: COOKIE_SECRET } }),
+  ]);
 }, 60_000);
 
 afterAll(async () => {
-  await gw?.stop();
+  await Promise.all([gw?.stop(), gw2?.stop()]);
   await Promise.all([op?.close(), app?.close()]);
 });
 
@@ -62,13 +72,13 @@ beforeEach(() => {
   app.received.length = 0;
 });
 
-async function signIn(login = 'alice', path = '/reports?year=2024'): Promise<Browser> {
+async function signIn(login = 'alice', path = '/reports?year=2024', at = base): Promise<Browser> {
   const b = new Browser();
-  const callback = await loginAtOp(b, base + path, op, login);
-  expect(callback).toMatch(new RegExp(`^${base}/oauth2/callback\\?code=`));
+  const callback = await loginAtOp(b, at + path, op, login);
+  expect(callback).toMatch(new RegExp(`^${at}/oauth2/callback\\?code=`));
   const done = await b.navigate(callback);
   expect(done.status).toBe(302);
-  expect(done.location).toBe(base + path);
+  expect(done.location).toBe(at + path);
   return b;
 }
 
@@ -103,6 +113,8 @@ describe('sign-in', () => {
     expect(seen.headers['x-user-id']).toBe('alice');
     expect(seen.headers['x-user-email']).toBe('alice@example.com');
     expect(seen.headers['x-user-groups']).toBe('staff,admins');
+    // the ID token's signature was checked against the provider's key set
+    expect(op.requests.some((r) => r.startsWith('GET /jwks'))).toBe(true);
     // The app never sees the gateway's cookies; its own Set-Cookie still reaches the browser.
     expect(String(seen.headers.cookie ?? '')).not.toContain(COOKIE);
     expect(page.setCookies).toContain('app_pref=dark; Path=/');
@@ -231,6 +243,25 @@ describe('refusals', () => {
     expect(nav.status).toBe(302);
     expect(nav.location!.startsWith(op.issuer)).toBe(true);
     expect(nav.setCookies.some((c) => c.startsWith(`${COOKIE}=;`) && c.includes('Max-Age=0'))).toBe(true);
+  });
+});
+
+describe('replicas with cookie sessions, and a secret rotation', () => {
+  it('a session sealed by one replica opens on another with the same secret among its secrets', async () => {
+    const b = await signIn();
+    for (const [k, v] of b.cookies(base)) b.cookies(base2).set(k, v);
+    const r = await b.request(`${base2}/data`, { headers: { accept: 'application/json' } });
+    expect(r.status).toBe(200);
+    expect(app.received.at(-1)!.headers['x-user-id']).toBe('alice');
+  });
+
+  it('the rotating replica seals with its first (new) secret: a replica with only the old one refuses that', async () => {
+    const b = await signIn('alice', '/x', base2);
+    expect((await b.request(`${base2}/x`, { headers: { accept: 'application/json' } })).status).toBe(200);
+    for (const [k, v] of b.cookies(base2)) b.cookies(base).set(k, v);
+    const r = await b.request(`${base}/x`, { headers: { accept: 'application/json' } });
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body).reason).toBe('oidc_session_invalid');
   });
 });
 
