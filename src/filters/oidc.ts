@@ -416,6 +416,8 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
       if (store.kind === 'redis') await store.remove(s).catch(() => undefined);
       return noSession(ctx, 'oidc_session_expired', true);
     }
+    // The allowed-user rules hold on every request: a policy that narrows them ends sessions made before.
+    if (allowed(s.claims) !== null) return D('oidc_user_not_allowed');
     let changed = false;
     if (now >= s.expires - cfg.refresh_before) {
       if (s.rt === null) {
