@@ -6,7 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SessionCodec } from '../../src/auth/oidc/codec.ts';
 import { Browser, loginAtOp, startOp, type TestOp } from '../helpers/oidc-provider.ts';
 import { freePort } from '../helpers/redis-server.ts';
-import { startGateway, type RunningGateway } from '../helpers/gateway.ts';
+import { startGateway, waitFor, type RunningGateway } from '../helpers/gateway.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
 const COOKIE_SECRET = 'f3a9c1e7b5d2a8f4c6e0b3d7a1f9c5e2b8d4a6f0c3e7b1d5';
@@ -51,8 +51,12 @@ auth:
         cookie_secrets: ["\${env:COOKIE_SECRET}"${p === port ? '' : ', "\${env:OLD_SECRET}"'}]
         roles_claim: groups
         claims_to_headers: { sub: X-User-Id, email: X-User-Email, groups: X-User-Groups }
+audit: { write_methods: true }
+rate_limits:
+  per_user: { key: subject, limit: 3, window: 1h }
 routes:
   - { name: bye, match: { path: /bye }, upstream: app, auth: none }
+  - { name: limited, match: { path_prefix: /limited }, upstream: app, rate_limit: per_user }
   - { name: admin, match: { path_prefix: /admin }, upstream: app, authorize: { roles_any: [admins] } }
   - { name: audit, match: { path_prefix: /audit }, upstream: app, authorize: { roles_any: [auditors] } }
   - { name: app, match: { path_prefix: / }, upstream: app }
@@ -160,6 +164,21 @@ describe('sign-in', () => {
     const b = new Browser();
     const callback = await loginAtOp(b, `${base}/oauth2/login?rd=${encodeURIComponent('/deep/link?a=1')}`, op, 'alice');
     expect((await b.navigate(callback)).location).toBe(`${base}/deep/link?a=1`);
+  });
+});
+
+describe('the session as an identity for the rest of the chain', () => {
+  it('rate limits count per signed-in user, and the audit log names the user', async () => {
+    const alice = await signIn('alice');
+    const carol = await signIn('carol');
+    const json = { headers: { accept: 'application/json' } };
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await alice.request(`${base}/limited/x`, json)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect((await carol.request(`${base}/limited/x`, json)).status).toBe(200); // her own bucket
+    expect((await alice.request(`${base}/things`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(200);
+    const line = await waitFor(() => gw.stderr().split('\n').find((l) => l.includes('"action":"write"') && l.includes('"path":"/things"')));
+    expect(JSON.parse(line)).toMatchObject({ subject: 'alice', method: 'POST', outcome: expect.any(String) });
   });
 });
 

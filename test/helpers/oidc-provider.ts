@@ -1,8 +1,8 @@
 // A real OpenID Provider for tests: node-oidc-provider on a free loopback port with its development login
 // screen (any login name, any password), one confidential client, refresh tokens always issued, access
 // tokens of a lifetime the test chooses, RP-initiated logout, and grants given without a consent screen
-// (a first-party app). Accounts: the login name is the subject; `bob` has no allowed group, `eve` an
-// email at another domain.
+// (a first-party app). Accounts: the login name is the subject; alice and carol are staff at example.com,
+// `bob` has no allowed group, `eve` an email at another domain.
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { freePort } from './redis-server.ts';
 
@@ -32,6 +32,7 @@ export async function startOp(o: TestOpOptions): Promise<TestOp> {
   const clientSecret = 'a-client-secret-for-tests-only-0123456789';
   const accounts: Record<string, Record<string, unknown>> = {
     alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
+    carol: { email: 'carol@example.com', email_verified: true, name: 'Carol', groups: ['staff'] },
     bob: { email: 'bob@example.com', email_verified: true, name: 'Bob', groups: ['visitors'] },
     eve: { email: 'eve@evil.test', email_verified: true, name: 'Eve', groups: ['staff'] },
   };
