@@ -2,11 +2,15 @@
 // (node-oidc-provider) in front of a stand-in legacy app that has no auth of its own: the code flow with
 // PKCE and state, the session cookie, the identity headers the app receives, refusals of forged state,
 // replayed codes, tampered/expired/foreign cookies, users outside the allowed rules, refresh and logout.
+import { execFileSync } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SessionCodec } from '../../src/auth/oidc/codec.ts';
 import { Browser, loginAtOp, startOp, type TestOp } from '../helpers/oidc-provider.ts';
 import { freePort } from '../helpers/redis-server.ts';
-import { startGateway, waitFor, type RunningGateway } from '../helpers/gateway.ts';
+import { startGateway, tempDir, waitFor, type RunningGateway } from '../helpers/gateway.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
 const COOKIE_SECRET = 'f3a9c1e7b5d2a8f4c6e0b3d7a1f9c5e2b8d4a6f0c3e7b1d5';
@@ -18,6 +22,8 @@ let gw: RunningGateway;
 let gw2: RunningGateway;
 let base: string;
 let base2: string;
+let base3: string;
+let keyFile: string;
 const NEW_SECRET = '5d8b2f6a9e1c4d7b0a3f6e9c2b5d8a1f4e7c0b3d6a9f2e5c';
 
 beforeAll(async () => {
@@ -25,7 +31,14 @@ beforeAll(async () => {
   const port2 = await freePort();
   base = `http://127.0.0.1:${port}`;
   base2 = `http://127.0.0.1:${port2}`;
-  op = await startOp({ redirectUris: [`${base}/oauth2/callback`, `${base2}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`, `${base2}/bye`], accessTokenTtl: 3600 });
+  const port3 = await freePort();
+  base3 = `http://127.0.0.1:${port3}`;
+  // A client key made by openssl, for the gateway that authenticates with private_key_jwt.
+  const dir = tempDir('portcullis-oidc-key-');
+  keyFile = join(dir, 'client.pem');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', keyFile], { stdio: 'pipe' });
+  const jwk = { ...createPublicKey(readFileSync(keyFile)).export({ format: 'jwk' }), kid: 'gw-1', alg: 'RS256', use: 'sig' };
+  op = await startOp({ redirectUris: [`${base}/oauth2/callback`, `${base2}/oauth2/callback`, `${base3}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`, `${base2}/bye`, `${base3}/bye`], accessTokenTtl: 3600, clientJwk: jwk });
   app = await startUpstream();
   app.handler = (req, res) => {
     res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'app_pref=dark; Path=/' });
@@ -281,6 +294,41 @@ describe('replicas with cookie sessions, and a secret rotation', () => {
     const r = await b.request(`${base}/x`, { headers: { accept: 'application/json' } });
     expect(r.status).toBe(401);
     expect(JSON.parse(r.body).reason).toBe('oidc_session_invalid');
+  });
+});
+
+describe('client authentication with private_key_jwt', () => {
+  let gw3: RunningGateway;
+  beforeAll(async () => {
+    gw3 = await startGateway(`
+version: 1
+listeners: [{ address: ${base3.slice('http://'.length)} }]
+admin: { address: 127.0.0.1:0 }
+upstreams: { app: { url: "${app.url}" } }
+auth:
+  default: sso
+  providers:
+    sso:
+      oidc:
+        issuer: "${op.issuer}"
+        client_id: portcullis-pkjwt
+        private_key_jwt: { key: "${keyFile}", algorithm: RS256, kid: gw-1 }
+        scopes: [openid, groups]
+        allowed_groups: [staff]
+        cookie_secrets: ["\${env:COOKIE_SECRET}"]
+        claims_to_headers: { sub: X-User-Id }
+routes:
+  - { name: app, match: { path_prefix: / }, upstream: app }
+`, { env: { COOKIE_SECRET } });
+  }, 30_000);
+  afterAll(async () => {
+    await gw3?.stop();
+  });
+
+  it('signs in with a client assertion signed by the gateway\'s key instead of a secret', async () => {
+    const b = await signIn('alice', '/x', base3);
+    expect((await b.request(`${base3}/x`, { headers: { accept: 'application/json' } })).status).toBe(200);
+    expect(app.received.at(-1)!.headers['x-user-id']).toBe('alice');
   });
 });
 

@@ -22,6 +22,8 @@ export interface TestOpOptions {
   postLogoutRedirectUris: string[];
   accessTokenTtl?: number;
   port?: number;
+  /** Also register client `portcullis-pkjwt`, authenticating with private_key_jwt signed by this key. */
+  clientJwk?: Record<string, unknown>;
 }
 
 export async function startOp(o: TestOpOptions): Promise<TestOp> {
@@ -45,7 +47,16 @@ export async function startOp(o: TestOpOptions): Promise<TestOp> {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
-    }],
+    }, ...(o.clientJwk === undefined ? [] : [{
+      client_id: 'portcullis-pkjwt',
+      redirect_uris: o.redirectUris,
+      post_logout_redirect_uris: o.postLogoutRedirectUris,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [o.clientJwk] },
+    }])],
     async findAccount(_ctx: unknown, id: string) {
       return { accountId: id, async claims() { return { sub: id, ...(accounts[id] ?? { email: `${id}@example.com`, email_verified: true, groups: [] }) }; } };
     },
