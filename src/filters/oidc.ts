@@ -93,6 +93,8 @@ function readPem(value: string): string {
 
 const UNSAFE_HEADER_VALUE = /[\x00-\x1f\x7f]/;
 const STATE = /^[A-Za-z0-9_-]{16,128}$/;
+/** Unfinished sign-ins a browser may carry before the older ones are cleared. */
+const MAX_PENDING_LOGINS = 4;
 
 /** A same-origin return path, or null: absolute path, no `//` or `\` (another host), no control characters. */
 export function safeReturnPath(value: string | null): string | null {
@@ -228,6 +230,8 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
   const cookieOf = (ctx: RequestContext) => (n: string) => singleCookie(ctx.requestHeaders.cookie, n);
   const presentSession = (ctx: RequestContext) => presentChunks(cookieNames(ctx.requestHeaders.cookie), cookieName);
   const loginCookieName = (state: string) => loginCookiePrefix + createHash('sha256').update(state).digest('base64url').slice(0, 12);
+  const loginCookies = (ctx: RequestContext) => [...new Set(cookieNames(ctx.requestHeaders.cookie).filter((n) => n.startsWith(loginCookiePrefix)))];
+  const clearLine = (n: string) => `${n}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax`;
 
   function allowed(claims: Record<string, unknown>): string | null {
     if (domains !== null) {
@@ -260,7 +264,11 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
       code_challenge_method: 'S256',
     });
     const cookie = `${loginCookieName(checks.state)}=${sealed}; Path=/; Max-Age=${Math.ceil(cfg.login_timeout / 1000)}; HttpOnly; Secure; SameSite=Lax`;
-    return D('oidc_login_redirect', { location: location.href, 'set-cookie': [cookie, ...extraCookies] });
+    // Sign-ins started and never finished pile up (one cookie each, for login_timeout): past a few, the
+    // older ones are cleared so the Cookie header never grows toward the header size limit.
+    const pending = loginCookies(ctx);
+    const stale = pending.length >= MAX_PENDING_LOGINS ? pending.map(clearLine) : [];
+    return D('oidc_login_redirect', { location: location.href, 'set-cookie': [...stale, cookie, ...extraCookies] });
   }
 
   async function callback(ctx: RequestContext): Promise<Verdict> {
@@ -269,7 +277,7 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
     const state = params.getAll('state');
     if (state.length !== 1 || !STATE.test(state[0]!)) return D('oidc_state_invalid', undefined, 'the callback has no valid state');
     const loginCookie = loginCookieName(state[0]!);
-    const clearLogin = `${loginCookie}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax`;
+    const clearLogin = clearLine(loginCookie);
     const raw = singleCookie(ctx.requestHeaders.cookie, loginCookie);
     if (raw === null || raw === undefined) return D('oidc_state_invalid', { 'set-cookie': [clearLogin] }, 'no sign-in was started in this browser for this state (or it expired)');
     const login = await codec.open('login', raw);

@@ -118,6 +118,17 @@ describe('sign-in', () => {
     expect(app.received).toHaveLength(0);
   });
 
+  it('keeps a few unfinished sign-ins (tabs) and clears the older ones past that', async () => {
+    const b = new Browser();
+    const pending = () => [...b.cookies(base).keys()].filter((k) => k.startsWith(`${COOKIE}-login-`)).length;
+    for (let i = 1; i <= 4; i++) {
+      await b.navigate(`${base}/tab/${i}`);
+      expect(pending()).toBe(i);
+    }
+    await b.navigate(`${base}/tab/5`);
+    expect(pending()).toBe(1);
+  });
+
   it('signs in, lands on the page asked for, and the app sees the identity headers', async () => {
     const b = await signIn();
     const session = [...b.cookies(base).keys()].filter((k) => k.startsWith(COOKIE));
