@@ -67,6 +67,7 @@ auth:
         cookie_secrets: ["\${env:COOKIE_SECRET}"]
         refresh_before: 1s
         claims_to_headers: { sub: X-User-Id, email: X-User-Email, groups: X-User-Groups }
+        max_claim_header_size: 8KiB
 routes:
   - { name: bye, match: { path: /bye }, upstream: app, auth: none }
   - { name: public, match: { path: /public }, upstream: app, auth: none }
@@ -119,6 +120,18 @@ describe('the journey in Chromium', () => {
     await page.reload();
     expect(await text(page)).toContain('user=alice');
     expect(op.requests.length).toBe(before);
+  });
+
+  it('a session larger than one cookie is split into numbered cookies and read back whole', async () => {
+    await page.goto(`${site}/big`);
+    await signInAtProvider(page, 'dave');
+    expect(await text(page)).toContain('user=dave');
+    expect(await text(page)).toContain('project-149-team');
+    const names = (await context.cookies(site)).map((c) => c.name).filter((n) => n.startsWith(COOKIE)).sort();
+    expect(names.length).toBeGreaterThan(1);
+    expect(names).toEqual(names.map((_, i) => `${COOKIE}.${i}`));
+    await page.reload();
+    expect(await text(page)).toContain('user=dave');
   });
 
   it('refreshes the session after the access token expires, without the user noticing', async () => {

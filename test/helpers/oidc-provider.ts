@@ -34,6 +34,8 @@ export async function startOp(o: TestOpOptions): Promise<TestOp> {
   const clientSecret = 'a-client-secret-for-tests-only-0123456789';
   const accounts: Record<string, Record<string, unknown>> = {
     alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
+    // a member of many groups: her ID token (and so her session) is larger than one cookie holds
+    dave: { email: 'dave@example.com', email_verified: true, name: 'Dave', groups: ['staff', ...Array.from({ length: 150 }, (_, i) => `project-${String(i).padStart(3, '0')}-team`)] },
     carol: { email: 'carol@example.com', email_verified: true, name: 'Carol', groups: ['staff'] },
     bob: { email: 'bob@example.com', email_verified: true, name: 'Bob', groups: ['visitors'] },
     eve: { email: 'eve@evil.test', email_verified: true, name: 'Eve', groups: ['staff'] },
