@@ -191,6 +191,25 @@ describe('sign-in', () => {
   });
 });
 
+describe('activity', () => {
+  it('re-seals a session whose activity record is older than a quarter of idle_timeout, beside the app\'s own cookies', async () => {
+    const own = new SessionCodec([COOKIE_SECRET], 'sso');
+    const now = Date.now();
+    const b = new Browser();
+    b.cookies(base).set(COOKIE, await own.seal('session', { sub: 'alice', claims: { sub: 'alice', email: 'alice@example.com', email_verified: true, groups: ['staff'] }, created: now - 1_800_000, seen: now - 1_200_000, expires: now + 3_600_000, rt: null, idt: null, end: now + 3_600_000 }, now + 3_600_000));
+    const r = await b.navigate(`${base}/page`);
+    expect(r.status).toBe(200);
+    expect(r.setCookies).toContain('app_pref=dark; Path=/');
+    const renewed = r.setCookies.find((c) => c.startsWith(`${COOKIE}=`))!;
+    expect(renewed).toMatch(/; Path=\/; Max-Age=\d+; HttpOnly; Secure; SameSite=Lax$/);
+    const opened = await own.open('session', b.cookies(base).get(COOKIE)!);
+    expect(typeof opened === 'object' && (opened.seen as number) >= now).toBe(true);
+    // a fresh activity record is not re-sealed on every request
+    const again = await b.navigate(`${base}/page`);
+    expect(again.setCookies.filter((c) => c.startsWith(COOKIE))).toEqual([]);
+  });
+});
+
 describe('the session as an identity for the rest of the chain', () => {
   it('rate limits count per signed-in user, and the audit log names the user', async () => {
     const alice = await signIn('alice');
