@@ -365,7 +365,9 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
   const refreshed = new TokenCache<Session>(10_000);
 
   async function refresh(s: Session, now: number): Promise<Session | Deny> {
-    const key = createHash('sha256').update(s.rt!).digest('base64url');
+    // Keyed by the session state being refreshed (its refresh token and expiry): the requests that carry
+    // the same expiring cookie share it; a later state (a refreshed cookie) refreshes on its own.
+    const key = createHash('sha256').update(`${s.rt}\0${s.expires}`).digest('base64url');
     const done = refreshed.get(key, now);
     if (done !== undefined) return done;
     let p = refreshing.get(key);

@@ -210,6 +210,40 @@ describe('activity', () => {
   });
 });
 
+describe('refresh with the provider', () => {
+  /** The session in the browser's cookie, re-sealed with its access token due for refresh now. */
+  async function dueNow(b: Browser): Promise<string> {
+    const own = new SessionCodec([COOKIE_SECRET], 'sso');
+    const s = await own.open('session', b.cookies(base).get(COOKIE)!);
+    if (typeof s === 'string') throw new Error(`session did not open: ${s}`);
+    const { exp: _exp, ...session } = s;
+    b.cookies(base).set(COOKIE, await own.seal('session', { ...session, expires: Date.now() }, session.end as number));
+    return session.rt as string;
+  }
+
+  it('refreshes an expiring access token, and ends the session once the provider revoked the refresh token', async () => {
+    const b = await signIn();
+    const api = { headers: { accept: 'application/json' } };
+    const refreshes = () => op.grants.filter((g) => g === 'refresh_token').length;
+    let before = refreshes();
+    const rt = await dueNow(b);
+    expect(rt).toEqual(expect.any(String));
+    const ok = await b.request(`${base}/api`, api);
+    expect(ok.status).toBe(200);
+    expect(refreshes()).toBe(before + 1);
+    expect(ok.setCookies.some((c) => c.startsWith(`${COOKIE}=`))).toBe(true); // the refreshed session
+    // an admin revokes the user's refresh token at the provider: the next refresh is refused
+    const current = await dueNow(b);
+    expect(await op.revoke(current)).toBe(200);
+    before = refreshes();
+    const refused = await b.request(`${base}/api`, api);
+    expect(refreshes()).toBe(before + 1);
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body).reason).toBe('oidc_session_expired');
+    expect(b.cookies(base).has(COOKIE)).toBe(false);
+  });
+});
+
 describe('the session as an identity for the rest of the chain', () => {
   it('rate limits count per signed-in user, and the audit log names the user', async () => {
     const alice = await signIn('alice');

@@ -14,6 +14,8 @@ export interface TestOp {
   requests: string[];
   /** Token endpoint calls by grant type. */
   grants: string[];
+  /** Revokes a refresh token at the provider (token revocation, RFC 7009), as an admin ending a user's access would. */
+  revoke(token: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -65,7 +67,7 @@ export async function startOp(o: TestOpOptions): Promise<TestOp> {
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
     scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
     conformIdTokenClaims: false, // scope claims go into the ID token (what the gateway reads)
-    features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+    features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true }, revocation: { enabled: true } },
     pkce: { required: () => true },
     issueRefreshToken: async () => true,
     ttl: { AccessToken: o.accessTokenTtl ?? 3600, IdToken: 3600, RefreshToken: 86400, Grant: 86400, Session: 86400, Interaction: 600, AuthorizationCode: 60 },
@@ -107,6 +109,14 @@ export async function startOp(o: TestOpOptions): Promise<TestOp> {
     clientSecret,
     requests,
     grants,
+    async revoke(token: string) {
+      const r = await fetch(`${issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, token_type_hint: 'refresh_token' }).toString(),
+      });
+      return r.status;
+    },
     close: () => new Promise((r) => {
       server.close(() => r());
       server.closeAllConnections();
