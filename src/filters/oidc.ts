@@ -30,6 +30,8 @@ export const OIDC_REASONS = [
 export type OidcReason = (typeof OIDC_REASONS)[number];
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Authorization request parameters the gateway owns: `auth_params` may not set them. */
+const OWN_PARAMS = new Set(['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'response_mode']);
 const PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 const ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 
@@ -78,6 +80,9 @@ export const oidcProviderSchema = object(
     check(v, path, issues) {
       if (v.client_secret !== undefined && v.private_key_jwt !== undefined) issues.push({ path, message: 'give one of "client_secret", "private_key_jwt"' });
       if (v.session_store === 'redis' && (v.redis === undefined || v.redis === '')) issues.push({ path: [...path, 'redis'], message: 'session_store: redis needs a Redis URL' });
+      for (const k of Object.keys(v.auth_params)) {
+        if (OWN_PARAMS.has(k)) issues.push({ path: [...path, 'auth_params', k], message: `"${k}" is set by the gateway`, atKey: true });
+      }
       const paths = [v.redirect_path, v.login_path, v.logout_path];
       if (new Set(paths).size !== 3) issues.push({ path, message: 'redirect_path, login_path and logout_path must differ' });
       if (v.public_url !== undefined && (v.public_url.pathname !== '/' || v.public_url.search !== '' || v.public_url.username !== '')) issues.push({ path: [...path, 'public_url'], message: 'public_url is an origin (scheme, host, port) without path or query' });
@@ -288,6 +293,7 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
       const code = /^[\x20-\x7e]{1,64}$/.test(params.get('error')!) ? params.get('error')! : 'error';
       return D('oidc_provider_error', { 'set-cookie': [clearLogin] }, `the provider answered ${code}`);
     }
+    if (params.getAll('code').length !== 1) return D('oidc_code_invalid', { 'set-cookie': [clearLogin] }, 'the callback has no code');
     if (client.config === null) return D('oidc_provider_unavailable');
     const current = new URL(redirectUri(ctx) + ctx.query);
     const result = await client.exchange(current, { verifier: login.verifier, state: state[0]!, nonce: login.nonce });

@@ -284,6 +284,19 @@ describe('refusals', () => {
     expect(JSON.parse((await other.navigate(genuine)).body).reason).toBe('oidc_state_invalid');
   });
 
+  it('answers a sign-in the user cancels at the provider with oidc_provider_error', async () => {
+    const b = new Browser();
+    const first = await b.navigate(`${base}/reports`);
+    const atForm = await b.follow(first.location!);
+    expect(atForm.url).toMatch(/\/interaction\//);
+    const back = await b.follow(`${atForm.url}/abort`, (u) => u.startsWith(base));
+    expect(back.url).toMatch(/\/oauth2\/callback\?error=access_denied/);
+    const r = await b.navigate(back.url);
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body)).toMatchObject({ reason: 'oidc_provider_error', detail: 'the provider answered access_denied' });
+    expect([...b.cookies(base).keys()].filter((k) => k.startsWith(COOKIE))).toEqual([]);
+  });
+
   it('refuses a replayed code: the state cookie is spent, and the provider refuses the code itself', async () => {
     const b = new Browser();
     const callback = await loginAtOp(b, `${base}/reports`, op, 'alice');

@@ -64,6 +64,8 @@ cookie_secrets: [too-short]
     expect(problems(policy(`${good}\nlogin_path: /oauth2/callback`)).join('\n')).toMatch(/must differ/);
     expect(problems(policy(good.replace('https://app.example.com', 'https://app.example.com/base'))).join('\n')).toMatch(/public_url is an origin/);
     expect(problems(policy(good.replace(/cookie_secrets.*/, ''))).join('\n')).toMatch(/cookie_secrets/);
+    expect(problems(policy(`${good}\nauth_params: { state: fixed, prompt: login }`)).join('\n')).toMatch(/"state" is set by the gateway/);
+    expect(problems(policy(`${good}\nauth_params: { prompt: login }`))).toEqual([]);
   });
 
   it('takes only one of jwt, forward, oidc per provider', () => {
