@@ -23,6 +23,8 @@ let gw2: RunningGateway;
 let base: string;
 let base2: string;
 let base3: string;
+/** A gateway that expects ES256 ID tokens from a provider that signs RS256. */
+let base4: string;
 let keyFile: string;
 const NEW_SECRET = '5d8b2f6a9e1c4d7b0a3f6e9c2b5d8a1f4e7c0b3d6a9f2e5c';
 
@@ -33,12 +35,13 @@ beforeAll(async () => {
   base2 = `http://127.0.0.1:${port2}`;
   const port3 = await freePort();
   base3 = `http://127.0.0.1:${port3}`;
+  base4 = `http://127.0.0.1:${await freePort()}`;
   // A client key made by openssl, for the gateway that authenticates with private_key_jwt.
   const dir = tempDir('portcullis-oidc-key-');
   keyFile = join(dir, 'client.pem');
   execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', keyFile], { stdio: 'pipe' });
   const jwk = { ...createPublicKey(readFileSync(keyFile)).export({ format: 'jwk' }), kid: 'gw-1', alg: 'RS256', use: 'sig' };
-  op = await startOp({ redirectUris: [`${base}/oauth2/callback`, `${base2}/oauth2/callback`, `${base3}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`, `${base2}/bye`, `${base3}/bye`], accessTokenTtl: 3600, clientJwk: jwk });
+  op = await startOp({ redirectUris: [`${base}/oauth2/callback`, `${base2}/oauth2/callback`, `${base3}/oauth2/callback`, `${base4}/oauth2/callback`], postLogoutRedirectUris: [`${base}/bye`, `${base2}/bye`, `${base3}/bye`, `${base4}/bye`], accessTokenTtl: 3600, clientJwk: jwk });
   app = await startUpstream();
   app.handler = (req, res) => {
     res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'app_pref=dark; Path=/' });
@@ -406,6 +409,47 @@ routes:
     const b = await signIn('alice', '/x', base3);
     expect((await b.request(`${base3}/x`, { headers: { accept: 'application/json' } })).status).toBe(200);
     expect(app.received.at(-1)!.headers['x-user-id']).toBe('alice');
+  });
+});
+
+describe('ID token algorithm pinning', () => {
+  let gw4: RunningGateway;
+  beforeAll(async () => {
+    gw4 = await startGateway(`
+version: 1
+listeners: [{ address: ${base4.slice('http://'.length)} }]
+admin: { address: 127.0.0.1:0 }
+upstreams: { app: { url: "${app.url}" } }
+auth:
+  default: sso
+  providers:
+    sso:
+      oidc:
+        issuer: "${op.issuer}"
+        client_id: ${op.clientId}
+        client_secret: "\${env:OIDC_CLIENT_SECRET}"
+        id_token_algorithm: ES256
+        allowed_groups: [staff]
+        scopes: [openid, groups]
+        cookie_secrets: ["\${env:COOKIE_SECRET}"]
+routes:
+  - { name: app, match: { path_prefix: / }, upstream: app }
+`, { env: { OIDC_CLIENT_SECRET: op.clientSecret, COOKIE_SECRET } });
+  }, 30_000);
+  afterAll(async () => {
+    await gw4?.stop();
+  });
+
+  it('refuses an ID token signed with another algorithm than the pinned one, and makes no session', async () => {
+    const b = new Browser();
+    const callback = await loginAtOp(b, `${base4}/x`, op, 'alice');
+    const r = await b.navigate(callback);
+    expect(r.status).toBe(401);
+    expect(JSON.parse(r.body).reason).toBe('oidc_id_token_invalid');
+    expect([...b.cookies(base4).keys()].filter((k) => k.startsWith(COOKIE))).toEqual([]);
+    expect(app.received).toHaveLength(0);
+    const line = await waitFor(() => gw4.stderr().split('\n').find((l) => l.includes('did not verify')));
+    expect(line).toMatch(/unexpected JWT \\"alg\\" header parameter/);
   });
 });
 

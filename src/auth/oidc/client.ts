@@ -48,7 +48,10 @@ export function classify(err: unknown): GrantFailure {
   const message = err instanceof Error ? err.message : String(err);
   if (err instanceof TypeError || name === 'TimeoutError' || name === 'AbortError') return { kind: 'unavailable', message };
   if (err instanceof o.ClientError && (err.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || err.code === 'OAUTH_RESPONSE_IS_NOT_JSON')) return { kind: 'unavailable', message };
-  return { kind: 'invalid', message: (err as { code?: string }).code ? `${(err as { code?: string }).code}: ${message}` : message };
+  // openid-client wraps the precise failure (unexpected alg, iss, aud, nonce...) in `cause`.
+  const cause = (err as { cause?: unknown }).cause;
+  const why = cause instanceof Error && cause.message !== message ? `${message}: ${cause.message}` : message;
+  return { kind: 'invalid', message: (err as { code?: string }).code ? `${(err as { code?: string }).code}: ${why}` : why };
 }
 
 export class OidcClient {
