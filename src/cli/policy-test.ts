@@ -15,6 +15,7 @@ import { hardeningRefusal, restoreKeptHeaders } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
 import { mintToken } from './token.ts';
+import { COOKIE_CHUNK, SessionCodec } from '../auth/oidc/codec.ts';
 
 export interface SimulatedRequest {
   method?: string;
@@ -113,6 +114,12 @@ function signingKeysOf(policy: CompiledPolicy, fromCases: Record<string, unknown
   return out;
 }
 
+/** The settings of provider `name` when it is an OIDC provider. */
+function oidcOf(policy: CompiledPolicy, name: string): { cookie_secrets: string[]; cookie_name?: string; session_store?: string } | undefined {
+  const auth = (policy.policy as Record<string, unknown>).auth as { providers?: Record<string, { oidc?: { cookie_secrets: string[]; cookie_name?: string; session_store?: string } }> } | undefined;
+  return auth?.providers?.[name]?.oidc;
+}
+
 /** The provider a request would meet: the matched route's `auth`, else `auth.default`, else the only provider. */
 type Ref = string | { provider?: string; any_of?: string[] };
 
@@ -169,14 +176,35 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
       for (const [k, v] of Object.entries((c.headers ?? {}) as Record<string, unknown>)) headers[k] = String(v);
       if (c.claims !== undefined) {
         const provider = str(c.provider) ?? providerFor(policy, (str(c.method) ?? 'GET').toUpperCase(), str(c.path) ?? '/', str(c.host) ?? 'localhost', (c.claims as Record<string, unknown>).iss);
-        const key = provider !== undefined ? keys.get(provider) : undefined;
-        if (key === undefined) {
+        const oidc = provider !== undefined ? oidcOf(policy, provider) : undefined;
+        if (oidc !== undefined) {
+          // An OIDC provider: the claims become a signed-in session, sealed into its cookie.
+          if (oidc.session_store === 'redis') {
+            fail(`cannot make a session for provider ${provider}: its sessions live in Redis (cases can sign in with session_store: cookie only)`);
+            continue;
+          }
+          const ttl = c.token_ttl !== undefined ? parseDuration(String(c.token_ttl)) ?? 15 * 60_000 : 15 * 60_000;
+          const claims = c.claims as Record<string, unknown>;
+          const now = Date.now();
+          const session = { sub: String(claims.sub ?? 'test-user'), claims, created: now, seen: now, expires: now + ttl, rt: null, idt: null, end: now + ttl };
+          const sealed = await new SessionCodec(oidc.cookie_secrets, provider!).seal('session', session, now + ttl);
+          const cookie = `${oidc.cookie_name ?? `__Host-portcullis-${provider}`}=${sealed}`;
+          headers.cookie = headers.cookie ? `${headers.cookie}; ${cookie}` : cookie;
+          if (sealed.length > COOKIE_CHUNK) {
+            fail('the claims make a session cookie longer than one cookie piece; use fewer claims in the case');
+            continue;
+          }
+        }
+        const key = provider !== undefined && oidc === undefined ? keys.get(provider) : undefined;
+        if (oidc === undefined && key === undefined) {
           fail(`cannot mint a token: no signing key for provider ${provider ?? '(none)'}; give signing_keys.${provider ?? 'NAME'} in the cases file`);
           continue;
         }
-        const ttl = c.token_ttl !== undefined ? parseDuration(String(c.token_ttl)) : 15 * 60_000;
-        const token = await mintToken({ ...key, claims: c.claims as Record<string, unknown>, ttlMs: ttl ?? 15 * 60_000 });
-        headers.authorization = `Bearer ${token}`;
+        if (key !== undefined) {
+          const ttl = c.token_ttl !== undefined ? parseDuration(String(c.token_ttl)) : 15 * 60_000;
+          const token = await mintToken({ ...key, claims: c.claims as Record<string, unknown>, ttlMs: ttl ?? 15 * 60_000 });
+          headers.authorization = `Bearer ${token}`;
+        }
       }
       const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers });
       const expect = c.expect;

@@ -9,6 +9,7 @@ import { anyOf } from '../auth/any-of.ts';
 import type { AuthProvider } from '../auth/provider.ts';
 import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
 import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
+import { createOidcProvider, OIDC_REASONS, oidcProviderSchema } from './oidc.ts';
 import { defineFilter, type CompileEnv } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
@@ -31,11 +32,12 @@ const providerSchema = object(
   {
     jwt: optional(jwtProviderSchema),
     forward: optional(forwardProviderSchema),
+    oidc: optional(oidcProviderSchema),
   },
   {
-    description: 'An authentication provider: exactly one of `jwt`, `forward`.',
+    description: 'An authentication provider: exactly one of `jwt`, `forward`, `oidc`.',
     check(v, path, issues) {
-      if ((v.jwt === undefined) === (v.forward === undefined)) issues.push({ path, message: 'give exactly one of "jwt", "forward"' });
+      if ([v.jwt, v.forward, v.oidc].filter((x) => x !== undefined).length !== 1) issues.push({ path, message: 'give exactly one of "jwt", "forward", "oidc"' });
     },
   },
 );
@@ -71,7 +73,7 @@ function refName(ref: ProviderRef): string {
 
 export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
   name: 'auth',
-  reasons: [...JWT_REASONS, ...FORWARD_AUTH_REASONS],
+  reasons: [...new Set([...JWT_REASONS, ...FORWARD_AUTH_REASONS, ...OIDC_REASONS])],
   stage: 'route',
   globalKey: 'auth',
   globalSchema: authSchema,
@@ -87,7 +89,12 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
         continue;
       }
       const path = ['auth', 'providers', name];
-      providers.set(name, p.jwt !== undefined ? createJwtProvider(name, p.jwt, [...path, 'jwt'], env) : createForwardProvider(name, p.forward!, [...path, 'forward'], env));
+      providers.set(
+        name,
+        p.jwt !== undefined ? createJwtProvider(name, p.jwt, [...path, 'jwt'], env)
+          : p.oidc !== undefined ? createOidcProvider(name, p.oidc, [...path, 'oidc'], env)
+            : createForwardProvider(name, p.forward!, [...path, 'forward'], env),
+      );
     }
     let defaultProvider: AuthProvider | null = null;
     if (config.default !== undefined && refName(config.default) !== 'none') {

@@ -293,7 +293,8 @@ function tlsOptions(t: RedisTarget): RedisOptions['tls'] {
 const requireModule = createRequire(import.meta.url);
 let ioredis: typeof import('ioredis') | null = null;
 
-function createClient(t: RedisTarget, o: RedisStoreOptions): Redis | Cluster {
+/** A fail-fast ioredis client for `t` (lazy: call connect()); also used by the OIDC session store. */
+export function createClient(t: RedisTarget, o: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs'>): Redis | Cluster {
   ioredis ??= requireModule('ioredis') as typeof import('ioredis');
   const { Redis, Cluster } = ioredis;
   const common: RedisOptions = {

@@ -309,7 +309,13 @@ export class Gateway implements ForwardSink {
     // Draining: tell HTTP/1.1 clients to go elsewhere after this response (HTTP/2 gets GOAWAY instead).
     if (this.draining && ctx.httpVersion.charCodeAt(0) === 0x31 /* '1' */) headers.connection = 'close';
     const extra = ctx.responseHeaders;
-    for (const name in extra) headers[name] = extra[name];
+    for (const name in extra) {
+      const v = extra[name];
+      const had = headers[name];
+      // Cookies a filter sets (a refreshed session) go out beside the upstream's, never instead of them.
+      if (name === 'set-cookie' && had !== undefined && v !== undefined) headers[name] = [...(Array.isArray(had) ? had : [had]), ...(Array.isArray(v) ? v : [v])];
+      else headers[name] = v;
+    }
     const route = ctx.route;
     if (route !== null && route.response !== null) for (const hook of route.response) hook(ctx, head);
   };
