@@ -10,6 +10,7 @@ import {
 } from '../config/schema.ts';
 import { parseStrictJson } from '../auth/json.ts';
 import { JwksSource, keySetOf, type KeySet } from '../auth/jwks.ts';
+import { JwksFileSource, readJwksFile } from '../auth/jwks-file.ts';
 import { JWS_ALGORITHMS, KeyError, algorithmsFor, fingerprintOf, importKey, kindOf, publicKey, secretKey, type JwsAlgorithm, type VerificationKey } from '../auth/keys.ts';
 import { AMBIGUOUS, bearerChallenge, claimAccessor, grantsReader, tokenExtractor, type AuthProvider, type TokenSource } from '../auth/provider.ts';
 import { TokenCache, tokenKey } from '../auth/token-cache.ts';
@@ -66,6 +67,7 @@ export const jwtProviderSchema = object(
     algorithms: array(oneOf(JWS_ALGORITHMS), { single: true, minItems: 1, description: 'Algorithms accepted; each key is pinned to those that fit it. Never taken from the token.' }),
     keys: optional(array(keySchema, { description: 'Inline keys (several for rotation with overlap).' })),
     jwks_url: optional(url({ protocols: ['https:', 'http:'], description: 'Remote JSON Web Key Set.' })),
+    jwks_file: optional(string({ description: 'JSON Web Key Set in a local file (a mounted Secret or ConfigMap); re-read when it changes, the last good set kept when a new one is broken.' })),
     jwks_ca: optional(string({ description: 'CA certificate (PEM file path or PEM text) trusted for jwks_url, besides the system CAs.' })),
     jwks_timeout: withDefault(duration({ min: 10, description: 'Timeout of one JWKS fetch.' }), 5_000),
     jwks_min_refresh: withDefault(duration({ min: 10, description: 'Shortest background refresh interval, whatever Cache-Control says.' }), 60_000),
@@ -87,7 +89,8 @@ export const jwtProviderSchema = object(
   {
     description: 'A JWT provider.',
     check(v, path, issues) {
-      if (!v.keys?.length && v.jwks_url === undefined) issues.push({ path, message: 'give "keys" or "jwks_url"' });
+      if (!v.keys?.length && v.jwks_url === undefined && v.jwks_file === undefined) issues.push({ path, message: 'give "keys", "jwks_url" or "jwks_file"' });
+      if (v.jwks_url !== undefined && v.jwks_file !== undefined) issues.push({ path: [...path, 'jwks_file'], message: 'give "jwks_url" or "jwks_file", not both' });
       if (v.jwks_min_refresh > v.jwks_max_refresh) issues.push({ path: [...path, 'jwks_min_refresh'], message: 'must not exceed jwks_max_refresh' });
     },
   },
@@ -187,7 +190,7 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
   }
 
   const inlineSet: KeySet = keySetOf(inline);
-  let jwks: JwksSource | null = null;
+  let jwks: JwksSource | JwksFileSource | null = null;
   if (cfg.jwks_url !== undefined) {
     let ca: string | undefined;
     if (cfg.jwks_ca !== undefined) {
@@ -227,6 +230,32 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
       last_error: source.lastError,
     }));
     env.readiness(`jwks:${name}`, () => (source.keys !== null ? true : `JWKS of provider ${name} not loaded${source.lastError ? `: ${source.lastError}` : ''}`));
+  }
+
+  if (cfg.jwks_file !== undefined) {
+    let initial: KeySet | null = null;
+    try {
+      initial = readJwksFile(cfg.jwks_file, algorithms);
+    } catch (err) {
+      env.problem([...path, 'jwks_file'], (err as Error).message);
+    }
+    if (initial !== null) {
+      const source = new JwksFileSource({ provider: name, file: cfg.jwks_file, algorithms, log: env.telemetry.log, onChange: () => cache.clear() }, initial);
+      jwks = source;
+      env.onReady(source.start());
+      env.onClose(() => source.close());
+      env.status?.(`jwt:${name}`, () => ({
+        kind: 'jwt',
+        provider: name,
+        source: 'jwks_file',
+        file: source.file,
+        key_ids: source.keys.all.map((k) => k.kid ?? '(no kid)'),
+        inline_key_ids: inline.map((k) => k.kid ?? '(no kid)'),
+        last_refresh: source.lastSuccessAt,
+        last_attempt: source.lastAttemptAt,
+        last_error: source.lastError,
+      }));
+    }
   }
 
   if (jwks === null) env.status?.(`jwt:${name}`, () => ({ kind: 'jwt', provider: name, source: 'inline', key_ids: inline.map((k) => k.kid ?? '(no kid)') }));
@@ -429,6 +458,7 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
       algorithms,
       keys: inline.map((k) => ({ kid: k.kid, kind: k.kind, algorithms: [...k.byAlg.keys()] })),
       jwks_url: cfg.jwks_url?.href ?? null,
+      jwks_file: cfg.jwks_file ?? null,
       require_exp: cfg.require_exp,
       clock_skew_ms: cfg.clock_skew,
       max_token_lifetime_ms: cfg.max_token_lifetime ?? null,

@@ -175,7 +175,7 @@ auth:
 routes:
   - { match: { path: /a }, upstream: app, auth: none }
 `);
-    expect(p[0]).toMatch(/give "keys" or "jwks_url"/);
+    expect(p[0]).toMatch(/give "keys", "jwks_url" or "jwks_file"/);
   });
 });
 
