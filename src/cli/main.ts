@@ -21,6 +21,8 @@ const USAGE = `usage:
                                       mint a signed JWT for development and tests
   portcullis secrets generate [--name NAME]... [--k8s SECRET_NAME [--namespace NS]] [--apply]
                                       print fresh 256-bit secrets (default JWT_SECRET), a Kubernetes Secret, or apply it
+  portcullis secrets generate --api-key SUBJECT [--id ID] [--role R]... [--scope S]...
+                                      print a new API key once, and the line (its hash) for the key file
 `;
 
 function fail(message: string): never {
@@ -100,7 +102,7 @@ async function main(argv: string[]): Promise<void> {
     case 'secrets': {
       const { values, positionals } = parseArgs({
         args: rest,
-        options: { name: { type: 'string', multiple: true }, k8s: { type: 'string' }, namespace: { type: 'string' }, apply: { type: 'boolean' } },
+        options: { name: { type: 'string', multiple: true }, k8s: { type: 'string' }, namespace: { type: 'string' }, apply: { type: 'boolean' }, 'api-key': { type: 'string' }, id: { type: 'string' }, role: { type: 'string', multiple: true }, scope: { type: 'string', multiple: true } },
         allowPositionals: true,
         strict: true,
       });

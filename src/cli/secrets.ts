@@ -1,7 +1,10 @@
 // `portcullis secrets generate [--name NAME]... [--k8s SECRET_NAME [--namespace NS]] [--apply]`: fresh
 // 256-bit secrets as NAME=value lines, or as a Kubernetes Secret manifest, or applied with kubectl.
+// `portcullis secrets generate --api-key SUBJECT`: a new 256-bit API key, printed once, and the key-file
+// entry that holds only its SHA-256.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { API_KEY_PREFIX, hashApiKey } from '../filters/api-key.ts';
 
 export const DEFAULT_SECRET_NAMES = ['JWT_SECRET'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -57,10 +60,36 @@ export interface SecretsArgs {
   k8s?: string;
   namespace?: string;
   apply?: boolean;
+  'api-key'?: string;
+  id?: string;
+  role?: string[];
+  scope?: string[];
+}
+
+const KEY_ID = /^[A-Za-z0-9_.:@-]{1,64}$/;
+
+/** A fresh API key (prefix + 256 random bits, base64url) and the key-file entry for it. */
+export function generateApiKey(subject: string, options: { id?: string; roles?: readonly string[]; scopes?: readonly string[] } = {}): { key: string; entry: string } {
+  if (subject.trim() === '' || /[\x00-\x1f\x7f]/.test(subject)) throw new Error('--api-key needs a subject (no control characters)');
+  const key = API_KEY_PREFIX + randomBytes(32).toString('base64url');
+  const sha256 = hashApiKey(key);
+  const id = options.id ?? `${subject.replace(/[^A-Za-z0-9_.:@-]/g, '-').slice(0, 40)}-${new Date().toISOString().slice(0, 10)}-${sha256.slice(0, 6)}`;
+  if (!KEY_ID.test(id)) throw new Error(`invalid key id "${id}": letters, digits, _ . : @ - (at most 64)`);
+  const fields = [`id: ${JSON.stringify(id)}`, `sha256: ${sha256}`, `subject: ${JSON.stringify(subject)}`];
+  if (options.roles?.length) fields.push(`roles: ${JSON.stringify(options.roles)}`);
+  if (options.scopes?.length) fields.push(`scopes: ${JSON.stringify(options.scopes)}`);
+  return { key, entry: `  - { ${fields.join(', ')} }` };
 }
 
 export async function secretsCommand(sub: string | undefined, args: SecretsArgs): Promise<string> {
-  if (sub !== 'generate') throw new Error('usage: portcullis secrets generate [--name NAME]... [--k8s SECRET_NAME [--namespace NS]] [--apply]');
+  if (sub !== 'generate') throw new Error('usage: portcullis secrets generate [--name NAME]... [--k8s SECRET_NAME [--namespace NS]] [--apply] | --api-key SUBJECT [--id ID] [--role R]... [--scope S]...');
+  if (args['api-key'] !== undefined) {
+    if (args.k8s !== undefined || args.name?.length) throw new Error('--api-key does not go with --name or --k8s');
+    const { key, entry } = generateApiKey(args['api-key'], { id: args.id, roles: args.role, scopes: args.scope });
+    return `# API key for ${JSON.stringify(args['api-key'])}: shown once, store it now (the gateway keeps only its hash).\n` +
+      `API_KEY=${key}\n` +
+      `# Add this line under "keys:" in the provider's keys_file (re-read without restart):\n${entry}\n`;
+  }
   if (args.apply && args.k8s === undefined) throw new Error('--apply needs --k8s SECRET_NAME');
   const values = generateSecrets(args.name?.length ? args.name : DEFAULT_SECRET_NAMES);
   if (args.k8s === undefined) return envLines(values);

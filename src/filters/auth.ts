@@ -7,6 +7,7 @@
 import { array, either, object, optional, record, string, withDefault, type Infer, type Path } from '../config/schema.ts';
 import { anyOf } from '../auth/any-of.ts';
 import type { AuthProvider } from '../auth/provider.ts';
+import { API_KEY_REASONS, apiKeyProviderSchema, createApiKeyProvider } from './api-key.ts';
 import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
 import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
 import { createOidcProvider, OIDC_REASONS, oidcProviderSchema } from './oidc.ts';
@@ -33,11 +34,12 @@ const providerSchema = object(
     jwt: optional(jwtProviderSchema),
     forward: optional(forwardProviderSchema),
     oidc: optional(oidcProviderSchema),
+    api_key: optional(apiKeyProviderSchema),
   },
   {
-    description: 'An authentication provider: exactly one of `jwt`, `forward`, `oidc`.',
+    description: 'An authentication provider: exactly one of `jwt`, `forward`, `oidc`, `api_key`.',
     check(v, path, issues) {
-      if ([v.jwt, v.forward, v.oidc].filter((x) => x !== undefined).length !== 1) issues.push({ path, message: 'give exactly one of "jwt", "forward", "oidc"' });
+      if ([v.jwt, v.forward, v.oidc, v.api_key].filter((x) => x !== undefined).length !== 1) issues.push({ path, message: 'give exactly one of "jwt", "forward", "oidc", "api_key"' });
     },
   },
 );
@@ -73,7 +75,7 @@ function refName(ref: ProviderRef): string {
 
 export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
   name: 'auth',
-  reasons: [...new Set([...JWT_REASONS, ...FORWARD_AUTH_REASONS, ...OIDC_REASONS])],
+  reasons: [...new Set([...JWT_REASONS, ...FORWARD_AUTH_REASONS, ...OIDC_REASONS, ...API_KEY_REASONS])],
   stage: 'route',
   globalKey: 'auth',
   globalSchema: authSchema,
@@ -93,6 +95,7 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
         name,
         p.jwt !== undefined ? createJwtProvider(name, p.jwt, [...path, 'jwt'], env)
           : p.oidc !== undefined ? createOidcProvider(name, p.oidc, [...path, 'oidc'], env)
+            : p.api_key !== undefined ? createApiKeyProvider(name, p.api_key, [...path, 'api_key'], env)
             : createForwardProvider(name, p.forward!, [...path, 'forward'], env),
       );
     }

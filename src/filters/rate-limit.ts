@@ -19,7 +19,7 @@ import { makeRate, type Rate } from '../ratelimit/types.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|subject|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -30,10 +30,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, credential, claim:NAME, header:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), credential (the API key or client certificate used: each has its own bucket, and an API key with its own `rate_limit` is counted at that rate), claim:NAME, header:NAME, or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -122,6 +122,8 @@ interface CompiledLimit {
   /** The bucket key for this request, or null to skip the limit. */
   readonly key: (ctx: RequestContext, routeName: string) => string | null;
   readonly policyItem: string;
+  /** Keyed on `credential`: the request's credential rate (an API key's own `rate_limit`) replaces `rate`. */
+  readonly credentialRate: boolean;
 }
 
 type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
@@ -191,6 +193,12 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
     return (ctx) => {
       const v = ctx.subject;
       return v === null || v === '' ? null : 's' + keyValue(v);
+    };
+  }
+  if (spec === 'credential') {
+    return (ctx) => {
+      const c = ctx.credential;
+      return c === null ? null : 'k' + keyValue(c.id);
     };
   }
   if (spec.startsWith('claim:')) {
@@ -335,9 +343,15 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
       enforce: cfg.mode === 'enforce',
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
+      credentialRate: cfg.key.includes('credential'),
     });
   }
   return { limiter, limits, storeDescription, decisionsTotal };
+}
+
+/** The rate a request is counted at: the limit's, or its credential's own on a limit keyed on `credential`. */
+function rateOf(l: CompiledLimit, ctx: RequestContext): Rate {
+  return l.credentialRate && ctx.credential !== null && ctx.credential.rate !== null ? ctx.credential.rate : l.rate;
 }
 
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
@@ -411,7 +425,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
             ctx.responseHeaders['ratelimit-policy'] = policyHeader;
             return undefined;
           }
-          const d = limiter.check(key, Date.now(), l.rate);
+          const d = limiter.check(key, Date.now(), rateOf(l, ctx));
           if (d instanceof Promise) return d.then((r) => finish(ctx, [r]));
           return finish(ctx, [d]);
         }
@@ -421,7 +435,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           let pending = false;
           for (const l of limits) {
             const key = l.key(ctx, routeKey);
-            const d = key === null ? null : limiter.check(key, now, l.rate);
+            const d = key === null ? null : limiter.check(key, now, rateOf(l, ctx));
             if (d instanceof Promise) pending = true;
             ds.push(d);
           }

@@ -1,7 +1,9 @@
 // The one per-request object. Every field is assigned in the constructor (null included) so all contexts
 // share one hidden class; filters write declared fields and never add properties.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { CompiledRoute } from '../config/compile.ts';
+import type { Rate } from '../ratelimit/types.ts';
 
 /** Headers as sent on: lower-case names, repeated headers as arrays. */
 export type HeaderMap = Record<string, string | string[] | undefined>;
@@ -32,6 +34,14 @@ export class BodyRejectedError extends Error {
 export interface DenyRecord {
   filter: string;
   reason: string;
+}
+
+/** The machine credential a request was authenticated with (API key, client certificate): never the secret. */
+export interface Credential {
+  /** Stable id for rate-limit keys and logs: `api_key:PROVIDER:KEY_ID`, `client_cert:PROVIDER:SHA256`. */
+  readonly id: string;
+  /** The credential's own rate (an API key's `rate_limit`), used by limits keyed on `credential`. */
+  readonly rate: Rate | null;
 }
 
 export class RequestContext {
@@ -76,6 +86,13 @@ export class RequestContext {
   subject: string | null;
   /** Verified claims of the request's token, null when none. */
   claims: Readonly<Record<string, unknown>> | null;
+  /** Machine credential (API key, client certificate) the subject was authenticated with, else null. */
+  credential: Credential | null;
+  /**
+   * The client's TLS socket on a TLS listener (for HTTP/2, the session's socket), for client-certificate
+   * providers; null on plain HTTP and in tests/`explain`.
+   */
+  tlsSocket: TLSSocket | null;
   /** Audit action name when the route is audited, else null. */
   audit: string | null;
   /** Tracing span of the request when tracing is on (observability owns its type). */
@@ -118,6 +135,8 @@ export class RequestContext {
     this.deny = null;
     this.subject = null;
     this.claims = null;
+    this.credential = null;
+    this.tlsSocket = null;
     this.audit = null;
     this.span = null;
     this.bodyFilter = null;

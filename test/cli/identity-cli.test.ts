@@ -1,5 +1,6 @@
 // The identity CLI commands as users run them: `portcullis token`, `portcullis secrets generate`
 // (env lines, Kubernetes manifest, --apply through kubectl) and `portcullis test` on the example policies.
+import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jwtVerify } from 'jose';
@@ -34,6 +35,18 @@ describe('portcullis token', () => {
 });
 
 describe('portcullis secrets generate', () => {
+  it('--api-key prints a new key once and the key-file line holding only its SHA-256', async () => {
+    const r = await runCli(['secrets', 'generate', '--api-key', 'ci-bot', '--id', 'ci-1', '--role', 'deployer', '--scope', 'deploy:write']);
+    expect(r.code, r.stderr).toBe(0);
+    const key = /^API_KEY=(pcak_[A-Za-z0-9_-]{43})$/m.exec(r.stdout)![1]!;
+    const line = r.stdout.split('\n').find((l) => l.startsWith('  - {'))!;
+    expect(line).toBe(`  - { id: "ci-1", sha256: ${createHash('sha256').update(key).digest('hex')}, subject: "ci-bot", roles: ["deployer"], scopes: ["deploy:write"] }`);
+    expect(r.stdout.split(key)).toHaveLength(2); // printed once
+    const other = await runCli(['secrets', 'generate', '--api-key', 'ci-bot']);
+    expect(other.stdout).not.toContain(key);
+    expect(other.stdout).toMatch(/id: "ci-bot-\d{4}-\d{2}-\d{2}-[0-9a-f]{6}"/);
+  });
+
   it('prints fresh 256-bit secrets as NAME=value lines', async () => {
     const a = await runCli(['secrets', 'generate', '--name', 'JWT_SECRET', '--name', 'CSRF_TOKEN']);
     const b = await runCli(['secrets', 'generate']);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashApiKey } from '../../src/filters/api-key.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { parseLogLevel, redactCredentials } from '../../src/observability/logs.ts';
 import { RequestTelemetry } from '../../src/observability/request-telemetry.ts';
@@ -24,7 +25,10 @@ const QUERY_TOKEN = 'query-token-a1b2c3d4e5';
 const QUERY_KEY = 'query-apikey-f6e5d4c3';
 const BASIC = Buffer.from('proxyuser:proxy-pass-31337').toString('base64');
 const CSRF = 'csrf-token-8d7c6b5a4f';
-const SECRETS = [UPSTREAM_PASSWORD, API_KEY, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!, COOKIE, SET_COOKIE, QUERY_TOKEN, QUERY_KEY, BASIC, 'proxy-pass-31337', CSRF];
+// API keys: a valid one (its hash is in the policy), an unknown one, one sent in a custom query parameter.
+const GATEWAY_KEY = 'pcak_machine-key-4e1f2a3b5c6d7e8f';
+const WRONG_KEY = 'pcak_wrong-key-9a8b7c6d5e4f';
+const SECRETS = [GATEWAY_KEY, WRONG_KEY, UPSTREAM_PASSWORD, API_KEY, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!, COOKIE, SET_COOKIE, QUERY_TOKEN, QUERY_KEY, BASIC, 'proxy-pass-31337', CSRF];
 
 describe('redaction helpers', () => {
   it('masks JWTs, credentials and token query parameters in a line', () => {
@@ -129,6 +133,13 @@ log:
   error: stderr
 tracing: { endpoint: "${receiver.url}" }
 audit: { write_methods: true }
+auth:
+  default: none
+  providers:
+    machines:
+      api_key:
+        query: k
+        keys: [{ id: m1, sha256: ${hashApiKey(GATEWAY_KEY)}, subject: machine-1 }]
 upstreams:
   app: { url: "http://svc:\${env:UPSTREAM_PASSWORD}@127.0.0.1:${upstream.port}" }
   gone: { url: "http://127.0.0.1:1", connect_timeout: 500ms }
@@ -148,6 +159,11 @@ routes:
   - name: gone
     match: { path: /gone }
     upstream: gone
+  - name: machine
+    match: { path_prefix: /machine }
+    upstream: app
+    auth: machines
+    audit: machine_call
 `;
     gw = await startGateway(policyText, { dir, env: { UPSTREAM_PASSWORD, API_KEY, LOG_LEVEL: 'WARNING', OTEL_BSP_SCHEDULE_DELAY: '100' } });
 
@@ -161,12 +177,16 @@ routes:
     await send('download', '/files/report.pdf', { headers: creds });
     await send('gone', `/gone?token=${QUERY_TOKEN}`, { headers: creds });
     await send('none', `/nowhere?access_token=${QUERY_TOKEN}`, { headers: creds });
+    await send('key', '/machine/run', { method: 'POST', headers: { 'x-api-key': GATEWAY_KEY }, body: '{}' });
+    await send('wrong_key', '/machine/run', { method: 'POST', headers: { 'x-api-key': WRONG_KEY }, body: '{}' });
+    await send('query_key', `/machine/run?k=${GATEWAY_KEY}`);
+    await send('wrong_query_key', `/machine/run?k=${WRONG_KEY}`);
     // A reload that fails with a secret inside the invalid value: the error names the place, not the secret.
     writeFileSync(gw.policyFile, policyText.replace('connect_timeout: 500ms', 'connect_timeout: "${env:API_KEY}"'));
     const reload = await fetch(`${gw.admin}/reload`, { method: 'POST' });
     all += await reload.text();
     expect(reload.status).toBe(422);
-    await receiver.waitFor((s) => s.filter((x) => x.kind === 2).length >= 9);
+    await receiver.waitFor((s) => s.filter((x) => x.kind === 2).length >= 13);
     expect(await gw.stop()).toBe(0);
     all += gw.stdout() + gw.stderr() + readFileSync(join(dir, 'access.log'), 'utf8') + readFileSync(join(dir, 'audit.log'), 'utf8') + receiver.bodies.join('\n');
   });
@@ -178,7 +198,7 @@ routes:
   });
 
   it('never writes a secret or a token anywhere', () => {
-    expect(statuses).toMatchObject({ login: 200, read: 200, write: 200, delete: 200, boom: 500, upload: 200, download: 200, gone: 502, none: 404 });
+    expect(statuses).toMatchObject({ login: 200, read: 200, write: 200, delete: 200, boom: 500, upload: 200, download: 200, gone: 502, none: 404, key: 200, wrong_key: 401, query_key: 200, wrong_query_key: 401 });
     expect(upstream.received.some((r) => r.headers.authorization === `Bearer ${JWT}`)).toBe(true); // the tokens were really used
     expect(apiKeySeen).toContain(API_KEY); // the secret was resolved and used
     expect(all).toContain('invalid duration'); // the failed reload said why...
@@ -189,7 +209,7 @@ routes:
 
   it('writes one access line per request with the promised fields, flushed at shutdown', () => {
     const lines = readFileSync(join(dir, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toHaveLength(9);
+    expect(lines).toHaveLength(13);
     const read = lines.find((l) => l.path === '/api/items')!;
     expect(read).toMatchObject({ log: 'access', method: 'GET', route: 'api', status: 200, upstream_status: 200, client_ip: '127.0.0.1' });
     expect(read.request_id).toMatch(/^[0-9a-f-]{36}$/);
@@ -209,7 +229,14 @@ routes:
       'write DELETE /api/orders/7 succeeded',
       'write POST /api/orders succeeded',
       'write PUT /api/boom failed',
+      'machine_call POST /machine/run succeeded',
+      'machine_call POST /machine/run denied',
+      'machine_call GET /machine/run succeeded',
+      'machine_call GET /machine/run denied',
     ].sort());
+    // The API key's subject is the audited identity; the key itself is nowhere (see above).
+    expect(lines.filter((l) => l.action === 'machine_call' && l.outcome === 'succeeded').map((l) => l.subject)).toEqual(['machine-1', 'machine-1']);
+    expect(lines.find((l) => l.action === 'machine_call' && l.outcome === 'denied')).toMatchObject({ reason: 'api_key_invalid' });
     for (const l of lines) {
       expect(l).toMatchObject({ log: 'audit', client_ip: '127.0.0.1' });
       expect(l).toHaveProperty('subject');

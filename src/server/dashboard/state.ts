@@ -34,6 +34,8 @@ export interface DashboardSource {
 }
 
 const DAY = 86_400_000;
+/** Status kinds shown as identity providers on the dashboard. */
+const IDENTITY_KINDS = new Set(['jwt', 'forward_auth', 'api_key', 'client_cert']);
 /** Certificates that expire sooner than this get a warning. */
 export const EXPIRY_WARNING_DAYS = 14;
 
@@ -152,8 +154,8 @@ export async function dashboardState(source: DashboardSource, sampler: StatsSamp
     routes: policy.routes.map((r) => ({ ...describeRoute(r), live: live?.routes[r.name] ?? null })),
     upstreams: [...policy.upstreams.values()].map((u) => upstreamState(u, ejections, now)),
     rate_limits: { stores: reports.filter((r) => r.kind === 'rate_limit_store'), limits_hit: live?.limits_hit ?? [] },
-    identity: reports.filter((r) => r.kind === 'jwt' || r.kind === 'forward_auth'),
-    other_status: reports.filter((r) => r.kind !== 'rate_limit_store' && r.kind !== 'jwt' && r.kind !== 'forward_auth'),
+    identity: reports.filter((r) => IDENTITY_KINDS.has(r.kind)),
+    other_status: reports.filter((r) => r.kind !== 'rate_limit_store' && !IDENTITY_KINDS.has(r.kind)),
     readiness: Object.fromEntries([...policy.readiness].map(([name, check]) => [name, check() === true ? 'ok' : check()])),
   };
 }
