@@ -13,6 +13,7 @@ import {
   compileRouteHardening, compileScrubber, hardeningSchema, routeHardeningSchema,
   type HardeningConfig, type RouteHardening, type RouteHardeningConfig,
 } from '../proxy/hardening.ts';
+import type { DirectAnswer } from '../proxy/answer.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { Router } from '../proxy/router.ts';
 import { PolicyError, type PolicyProblem } from './errors.ts';
@@ -82,11 +83,51 @@ const matchSchema = object(
   },
 );
 
+const REASON_TOKEN = /^[a-z][a-z0-9_]{0,63}$/;
+const CONTENT_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+
+/** `respond:` — the route answers itself instead of forwarding (Envoy direct_response, NGINX return). */
+const respondSchema = object(
+  {
+    status: integer({ min: 200, max: 599, description: 'Status of the answer, 200-599 (3xx: use `redirect`).' }),
+    reason: optional(string({
+      pattern: REASON_TOKEN, patternName: 'reason code (snake_case)',
+      description: 'Reason code of the answer: the problem+json `reason`, the deny reason in metrics, access and audit logs. Required for 4xx/5xx, absent for 2xx (not a refusal).',
+    })),
+    detail: optional(string({ description: 'A short human explanation in the problem+json body.' })),
+    body: optional(string({ description: 'Literal body instead of problem+json (a health text, a maintenance page); with content_type.' })),
+    content_type: optional(string({ pattern: CONTENT_TYPE, patternName: 'media type', description: 'Content-Type of `body`; default text/plain; charset=utf-8.' })),
+  },
+  {
+    description: 'Answer here instead of forwarding: after the route\'s filters (auth, rate limits... still apply), the gateway writes this answer itself. A route has either `upstream` or `respond`.',
+    check(v, path, issues) {
+      if (v.status >= 300 && v.status < 400) issues.push({ path: [...path, 'status'], message: 'a 3xx answer needs a Location: use `redirect:` instead' });
+      if (v.status >= 400 && v.reason === undefined) issues.push({ path, message: 'a 4xx/5xx answer needs a "reason" (a snake_case code, e.g. internal_only)' });
+      if (v.content_type !== undefined && v.body === undefined) issues.push({ path: [...path, 'content_type'], message: 'content_type needs a "body"' });
+      if (v.body !== undefined && v.detail !== undefined) issues.push({ path: [...path, 'detail'], message: 'detail belongs in the problem+json body; with "body" the answer is the body as written' });
+      if (v.status === 204 && v.body !== undefined) issues.push({ path: [...path, 'body'], message: 'a 204 answer has no body' });
+      if (v.status < 300 && v.status !== 204 && v.body === undefined) issues.push({ path, message: 'a 2xx answer needs a "body" (or status 204)' });
+      if (v.status < 300 && (v.reason !== undefined || v.detail !== undefined)) issues.push({ path: [...path, v.reason !== undefined ? 'reason' : 'detail'], message: 'a 2xx answer is not a refusal: it has no reason or detail' });
+    },
+  },
+);
+
+function compileRespond(c: Infer<typeof respondSchema>): DirectAnswer {
+  return Object.freeze({
+    status: c.status,
+    reason: c.reason ?? null,
+    detail: c.detail,
+    body: c.body !== undefined ? Buffer.from(c.body, 'utf8') : null,
+    contentType: c.content_type ?? 'text/plain; charset=utf-8',
+  });
+}
+
 function routeSchema(): Schema<Record<string, unknown> & CoreRoute> {
   const fields: Record<string, Schema<unknown>> = {
     name: optional(string({ pattern: NAME, patternName: 'route name', description: 'Route name used in metrics and logs; derived from the match when absent.' })),
     match: matchSchema,
     upstream: optional(string({ description: 'Name of the upstream to forward to.' })),
+    respond: optional(respondSchema),
     timeout: optional(duration({ description: 'Upstream timeout for this route (overrides the upstream\'s).' })),
     max_body_size: optional(size({ description: 'Request body limit for this route.' })),
     websocket: withDefault(boolean({ description: 'Let WebSocket upgrades through (after the route\'s filters).' }), true),
@@ -100,6 +141,7 @@ interface CoreRoute {
   name: string | undefined;
   match: Infer<typeof matchSchema>;
   upstream: string | undefined;
+  respond: Infer<typeof respondSchema> | undefined;
   timeout: number | undefined;
   max_body_size: number | undefined;
   websocket: boolean;
@@ -161,6 +203,8 @@ export interface CompiledRoute {
   readonly name: string;
   readonly index: number;
   readonly upstream: Upstream | null;
+  /** The route's own answer (`respond:`), written after its filters instead of forwarding; else null. */
+  readonly respond: DirectAnswer | null;
   readonly timeoutMs: number | null;
   readonly maxBodySize: number;
   /** `limits.send_timeout`: how long a response may wait for a client that does not read. */
@@ -330,8 +374,11 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         const f = m.compile({ config, shared: shared.get(m.name), routeName: name, routePath, methods }, env);
         if (f) filters.push(f);
       }
-      if (route.upstream === undefined && !filters.some((f) => f.onRequest !== null)) {
-        env.problem(routePath, 'route has no "upstream" and no filter that answers it');
+      if (route.upstream !== undefined && route.respond !== undefined) {
+        env.problem([...routePath, 'respond'], 'a route either forwards ("upstream") or answers itself ("respond"), not both');
+      }
+      if (route.upstream === undefined && route.respond === undefined && !filters.some((f) => f.onRequest !== null)) {
+        env.problem(routePath, 'route has no "upstream", no "respond" and no filter that answers it');
       }
       const requestFilters = filters.filter((f) => f.onRequest !== null);
       const responseHooks = filters.map((f) => f.onResponse).filter((h): h is ResponseHook => h !== null);
@@ -339,6 +386,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         name,
         index,
         upstream,
+        respond: route.respond !== undefined ? compileRespond(route.respond) : null,
         timeoutMs: route.timeout ?? null,
         maxBodySize: route.max_body_size ?? policy.limits.max_body_size,
         sendTimeoutMs: policy.limits.send_timeout,
