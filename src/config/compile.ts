@@ -15,7 +15,7 @@ import {
 } from '../proxy/hardening.ts';
 import type { DirectAnswer } from '../proxy/answer.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
-import { Router } from '../proxy/router.ts';
+import { globProblem, Router } from '../proxy/router.ts';
 import { PolicyError, type PolicyProblem } from './errors.ts';
 import { loadPolicySource, parsePolicySource, type LoadedSource } from './load.ts';
 import {
@@ -72,13 +72,22 @@ const matchSchema = object(
     host: optional(array(string({ pattern: /^(\*\.)?[A-Za-z0-9.-]+$/, patternName: 'host name' }), { single: true, description: 'Host names (or *.domain wildcards); any host when absent.' })),
     path: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Exact path.' })),
     path_prefix: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Path prefix, segment-aware: /api matches /api and /api/x, never /apiary.' })),
+    path_glob: optional(string({
+      pattern: /^\//, patternName: 'absolute path',
+      description: 'Glob on the normalized path: * matches within one segment (a lone * one non-empty segment), ** any number of segments, e.g. /files/**/*.png. At most one * per segment and one ** per glob. Beats a prefix with as many or fewer literal leading segments (docs/routing.md "Glob routes").',
+    })),
     methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Methods; all when absent.' })),
     case_sensitive: withDefault(boolean({ description: 'Match the path with its letter case; false for upstreams that treat /API as /api (so a limit on /api/login also holds /API/LOGIN).' }), true),
   },
   {
-    description: 'What requests the route takes. More specific wins: host, then exact path, then longer prefix, then methods.',
+    description: 'What requests the route takes. More specific wins: host, then exact path, then glob or prefix by literal leading segments (a glob wins a tie), then methods.',
     check(m, path, issues) {
-      if (m.path !== undefined && m.path_prefix !== undefined) issues.push({ path, message: 'give either "path" or "path_prefix", not both' });
+      const kinds = [m.path, m.path_prefix, m.path_glob].filter((k) => k !== undefined).length;
+      if (kinds > 1) issues.push({ path, message: 'give one of "path", "path_prefix" or "path_glob"' });
+      if (m.path_glob !== undefined) {
+        const problem = globProblem(m.path_glob);
+        if (problem !== null) issues.push({ path: [...path, 'path_glob'], message: problem });
+      }
     },
   },
 );
@@ -267,7 +276,7 @@ export function getPolicySchema(): Schema<Record<string, unknown> & CorePolicy> 
 export function routeDisplayName(route: CoreRoute): string {
   const m = route.match;
   const host = m.host?.length ? `${m.host.join(',')}` : '';
-  const path = m.path ?? (m.path_prefix ? `${m.path_prefix.replace(/\/$/, '')}/*` : '/*');
+  const path = m.path ?? m.path_glob ?? (m.path_prefix ? `${m.path_prefix.replace(/\/$/, '')}/*` : '/*');
   const methods = m.methods?.length ? `${m.methods.join(',')} ` : '';
   return `${methods}${host}${path}`;
 }
@@ -401,7 +410,10 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       });
       routes.push(compiled);
       const conflict = router.add(
-        { hosts: route.match.host ?? [], path: route.match.path ?? null, pathPrefix: route.match.path_prefix ?? (route.match.path ? null : '/'), methods, caseInsensitive: !route.match.case_sensitive },
+        {
+          hosts: route.match.host ?? [], path: route.match.path ?? null, pathGlob: route.match.path_glob ?? null,
+          pathPrefix: route.match.path_prefix ?? (route.match.path || route.match.path_glob ? null : '/'), methods, caseInsensitive: !route.match.case_sensitive,
+        },
         compiled,
         index,
       );
@@ -414,9 +426,15 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         if (exact !== undefined && (exact !== exact.toLowerCase() || (exact.length > 1 && exact.endsWith('/')))) spellingSensitive = true;
         const prefix = route.match.path_prefix;
         if (prefix !== undefined && prefix !== prefix.toLowerCase()) spellingSensitive = true;
-        const canonicalExact = exact === undefined ? null : exact.length > 1 && exact.endsWith('/') ? exact.slice(0, -1) : exact;
+        const glob = route.match.path_glob;
+        if (glob !== undefined && (glob !== glob.toLowerCase() || glob.endsWith('/'))) spellingSensitive = true;
+        const trim = (p: string) => (p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p);
+        const canonicalExact = exact === undefined ? null : trim(exact);
         const clash = canonicalRouter.add(
-          { hosts: route.match.host ?? [], path: canonicalExact, pathPrefix: prefix ?? (exact ? null : '/'), methods, caseInsensitive: true },
+          {
+            hosts: route.match.host ?? [], path: canonicalExact, pathGlob: glob === undefined ? null : trim(glob),
+            pathPrefix: prefix ?? (exact || glob ? null : '/'), methods, caseInsensitive: true,
+          },
           compiled,
           index,
         );
