@@ -68,6 +68,11 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
     const d = await runChain(route.request, route.requestNames, ctx);
     if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
   }
+  if (route.respond !== null) {
+    const r = route.respond;
+    // A 2xx direct answer is an answer, not a refusal: its "reason" in a case is the status alone.
+    return answer(r.status, r.reason ?? 'direct_response', 'respond', r.body !== null ? { 'content-type': r.contentType } : {});
+  }
   if (route.upstream === null) return answer(404, 'route_not_found', 'gateway');
   return { status: 0, reason: null, filter: null, headers: ctx.responseHeaders, ctx };
 }

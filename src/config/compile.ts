@@ -13,8 +13,9 @@ import {
   compileRouteHardening, compileScrubber, hardeningSchema, routeHardeningSchema,
   type HardeningConfig, type RouteHardening, type RouteHardeningConfig,
 } from '../proxy/hardening.ts';
+import type { DirectAnswer } from '../proxy/answer.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
-import { Router } from '../proxy/router.ts';
+import { globProblem, Router } from '../proxy/router.ts';
 import { PolicyError, type PolicyProblem } from './errors.ts';
 import { loadPolicySource, parsePolicySource, type LoadedSource } from './load.ts';
 import {
@@ -71,22 +72,71 @@ const matchSchema = object(
     host: optional(array(string({ pattern: /^(\*\.)?[A-Za-z0-9.-]+$/, patternName: 'host name' }), { single: true, description: 'Host names (or *.domain wildcards); any host when absent.' })),
     path: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Exact path.' })),
     path_prefix: optional(string({ pattern: /^\//, patternName: 'absolute path', description: 'Path prefix, segment-aware: /api matches /api and /api/x, never /apiary.' })),
+    path_glob: optional(string({
+      pattern: /^\//, patternName: 'absolute path',
+      description: 'Glob on the normalized path: * matches within one segment (a lone * one non-empty segment), ** any number of segments, e.g. /files/**/*.png. At most one * per segment and one ** per glob. Beats a prefix with as many or fewer literal leading segments (docs/routing.md "Glob routes").',
+    })),
     methods: optional(array(string({ pattern: METHOD, patternName: 'upper-case HTTP method' }), { single: true, description: 'Methods; all when absent.' })),
     case_sensitive: withDefault(boolean({ description: 'Match the path with its letter case; false for upstreams that treat /API as /api (so a limit on /api/login also holds /API/LOGIN).' }), true),
   },
   {
-    description: 'What requests the route takes. More specific wins: host, then exact path, then longer prefix, then methods.',
+    description: 'What requests the route takes. More specific wins: host, then exact path, then glob or prefix by literal leading segments (a glob wins a tie), then methods.',
     check(m, path, issues) {
-      if (m.path !== undefined && m.path_prefix !== undefined) issues.push({ path, message: 'give either "path" or "path_prefix", not both' });
+      const kinds = [m.path, m.path_prefix, m.path_glob].filter((k) => k !== undefined).length;
+      if (kinds > 1) issues.push({ path, message: 'give one of "path", "path_prefix" or "path_glob"' });
+      if (m.path_glob !== undefined) {
+        const problem = globProblem(m.path_glob);
+        if (problem !== null) issues.push({ path: [...path, 'path_glob'], message: problem });
+      }
     },
   },
 );
+
+const REASON_TOKEN = /^[a-z][a-z0-9_]{0,63}$/;
+const CONTENT_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+
+/** `respond:` — the route answers itself instead of forwarding (Envoy direct_response, NGINX return). */
+const respondSchema = object(
+  {
+    status: integer({ min: 200, max: 599, description: 'Status of the answer, 200-599 (3xx: use `redirect`).' }),
+    reason: optional(string({
+      pattern: REASON_TOKEN, patternName: 'reason code (snake_case)',
+      description: 'Reason code of the answer: the problem+json `reason`, the deny reason in metrics, access and audit logs. Required for 4xx/5xx, absent for 2xx (not a refusal).',
+    })),
+    detail: optional(string({ description: 'A short human explanation in the problem+json body.' })),
+    body: optional(string({ description: 'Literal body instead of problem+json (a health text, a maintenance page); with content_type.' })),
+    content_type: optional(string({ pattern: CONTENT_TYPE, patternName: 'media type', description: 'Content-Type of `body`; default text/plain; charset=utf-8.' })),
+  },
+  {
+    description: 'Answer here instead of forwarding: after the route\'s filters (auth, rate limits... still apply), the gateway writes this answer itself. A route has either `upstream` or `respond`.',
+    check(v, path, issues) {
+      if (v.status >= 300 && v.status < 400) issues.push({ path: [...path, 'status'], message: 'a 3xx answer needs a Location: use `redirect:` instead' });
+      if (v.status >= 400 && v.reason === undefined) issues.push({ path, message: 'a 4xx/5xx answer needs a "reason" (a snake_case code, e.g. internal_only)' });
+      if (v.content_type !== undefined && v.body === undefined) issues.push({ path: [...path, 'content_type'], message: 'content_type needs a "body"' });
+      if (v.body !== undefined && v.detail !== undefined) issues.push({ path: [...path, 'detail'], message: 'detail belongs in the problem+json body; with "body" the answer is the body as written' });
+      if (v.status === 204 && v.body !== undefined) issues.push({ path: [...path, 'body'], message: 'a 204 answer has no body' });
+      if (v.status < 300 && v.status !== 204 && v.body === undefined) issues.push({ path, message: 'a 2xx answer needs a "body" (or status 204)' });
+      if (v.status < 300 && (v.reason !== undefined || v.detail !== undefined)) issues.push({ path: [...path, v.reason !== undefined ? 'reason' : 'detail'], message: 'a 2xx answer is not a refusal: it has no reason or detail' });
+    },
+  },
+);
+
+function compileRespond(c: Infer<typeof respondSchema>): DirectAnswer {
+  return Object.freeze({
+    status: c.status,
+    reason: c.reason ?? null,
+    detail: c.detail,
+    body: c.body !== undefined ? Buffer.from(c.body, 'utf8') : null,
+    contentType: c.content_type ?? 'text/plain; charset=utf-8',
+  });
+}
 
 function routeSchema(): Schema<Record<string, unknown> & CoreRoute> {
   const fields: Record<string, Schema<unknown>> = {
     name: optional(string({ pattern: NAME, patternName: 'route name', description: 'Route name used in metrics and logs; derived from the match when absent.' })),
     match: matchSchema,
     upstream: optional(string({ description: 'Name of the upstream to forward to.' })),
+    respond: optional(respondSchema),
     timeout: optional(duration({ description: 'Upstream timeout for this route (overrides the upstream\'s).' })),
     max_body_size: optional(size({ description: 'Request body limit for this route.' })),
     websocket: withDefault(boolean({ description: 'Let WebSocket upgrades through (after the route\'s filters).' }), true),
@@ -100,6 +150,7 @@ interface CoreRoute {
   name: string | undefined;
   match: Infer<typeof matchSchema>;
   upstream: string | undefined;
+  respond: Infer<typeof respondSchema> | undefined;
   timeout: number | undefined;
   max_body_size: number | undefined;
   websocket: boolean;
@@ -161,6 +212,8 @@ export interface CompiledRoute {
   readonly name: string;
   readonly index: number;
   readonly upstream: Upstream | null;
+  /** The route's own answer (`respond:`), written after its filters instead of forwarding; else null. */
+  readonly respond: DirectAnswer | null;
   readonly timeoutMs: number | null;
   readonly maxBodySize: number;
   /** `limits.send_timeout`: how long a response may wait for a client that does not read. */
@@ -223,7 +276,7 @@ export function getPolicySchema(): Schema<Record<string, unknown> & CorePolicy> 
 export function routeDisplayName(route: CoreRoute): string {
   const m = route.match;
   const host = m.host?.length ? `${m.host.join(',')}` : '';
-  const path = m.path ?? (m.path_prefix ? `${m.path_prefix.replace(/\/$/, '')}/*` : '/*');
+  const path = m.path ?? m.path_glob ?? (m.path_prefix ? `${m.path_prefix.replace(/\/$/, '')}/*` : '/*');
   const methods = m.methods?.length ? `${m.methods.join(',')} ` : '';
   return `${methods}${host}${path}`;
 }
@@ -330,8 +383,11 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         const f = m.compile({ config, shared: shared.get(m.name), routeName: name, routePath, methods }, env);
         if (f) filters.push(f);
       }
-      if (route.upstream === undefined && !filters.some((f) => f.onRequest !== null)) {
-        env.problem(routePath, 'route has no "upstream" and no filter that answers it');
+      if (route.upstream !== undefined && route.respond !== undefined) {
+        env.problem([...routePath, 'respond'], 'a route either forwards ("upstream") or answers itself ("respond"), not both');
+      }
+      if (route.upstream === undefined && route.respond === undefined && !filters.some((f) => f.onRequest !== null)) {
+        env.problem(routePath, 'route has no "upstream", no "respond" and no filter that answers it');
       }
       const requestFilters = filters.filter((f) => f.onRequest !== null);
       const responseHooks = filters.map((f) => f.onResponse).filter((h): h is ResponseHook => h !== null);
@@ -339,6 +395,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         name,
         index,
         upstream,
+        respond: route.respond !== undefined ? compileRespond(route.respond) : null,
         timeoutMs: route.timeout ?? null,
         maxBodySize: route.max_body_size ?? policy.limits.max_body_size,
         sendTimeoutMs: policy.limits.send_timeout,
@@ -353,7 +410,10 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       });
       routes.push(compiled);
       const conflict = router.add(
-        { hosts: route.match.host ?? [], path: route.match.path ?? null, pathPrefix: route.match.path_prefix ?? (route.match.path ? null : '/'), methods, caseInsensitive: !route.match.case_sensitive },
+        {
+          hosts: route.match.host ?? [], path: route.match.path ?? null, pathGlob: route.match.path_glob ?? null,
+          pathPrefix: route.match.path_prefix ?? (route.match.path || route.match.path_glob ? null : '/'), methods, caseInsensitive: !route.match.case_sensitive,
+        },
         compiled,
         index,
       );
@@ -366,9 +426,15 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         if (exact !== undefined && (exact !== exact.toLowerCase() || (exact.length > 1 && exact.endsWith('/')))) spellingSensitive = true;
         const prefix = route.match.path_prefix;
         if (prefix !== undefined && prefix !== prefix.toLowerCase()) spellingSensitive = true;
-        const canonicalExact = exact === undefined ? null : exact.length > 1 && exact.endsWith('/') ? exact.slice(0, -1) : exact;
+        const glob = route.match.path_glob;
+        if (glob !== undefined && (glob !== glob.toLowerCase() || glob.endsWith('/'))) spellingSensitive = true;
+        const trim = (p: string) => (p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p);
+        const canonicalExact = exact === undefined ? null : trim(exact);
         const clash = canonicalRouter.add(
-          { hosts: route.match.host ?? [], path: canonicalExact, pathPrefix: prefix ?? (exact ? null : '/'), methods, caseInsensitive: true },
+          {
+            hosts: route.match.host ?? [], path: canonicalExact, pathGlob: glob === undefined ? null : trim(glob),
+            pathPrefix: prefix ?? (exact || glob ? null : '/'), methods, caseInsensitive: true,
+          },
           compiled,
           index,
         );

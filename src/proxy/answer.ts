@@ -55,6 +55,17 @@ export function problemBody(status: number, reason: string, requestId: string, d
   });
 }
 
+/** A route's own answer (`respond:`), compiled once. */
+export interface DirectAnswer {
+  readonly status: number;
+  /** The answer's reason code; null for a 2xx answer (not a refusal). */
+  readonly reason: string | null;
+  readonly detail: string | undefined;
+  /** Literal body (sent with `contentType`), or null for a problem+json answer. */
+  readonly body: Buffer | null;
+  readonly contentType: string;
+}
+
 /**
  * Writes a problem answer. `head.headers` may carry filter headers (WWW-Authenticate, Retry-After...);
  * `finish` lets the route's response filters (security headers, CORS) apply to it like to any response.
@@ -82,6 +93,40 @@ export function writeProblem(
         'cache-control': 'no-store',
         'content-length': String(Buffer.byteLength(body || problemBody(status, reason, ctx.id, detail))),
       };
+  send(ctx, res, status, headers, body, extraHeaders, finish);
+}
+
+/**
+ * Writes a route's direct answer: problem+json with its reason (and detail), or its literal body. Same
+ * headers as every gateway answer; a 4xx/5xx is recorded as a refusal by filter `respond`.
+ */
+export function writeDirect(ctx: RequestContext, res: ClientResponse, answer: DirectAnswer, finish: (ctx: RequestContext, head: ResponseHead) => void): void {
+  if (answer.reason !== null && answer.status >= 400) ctx.deny = { filter: 'respond', reason: answer.reason };
+  if (answer.body === null) {
+    writeProblem(ctx, res, answer.status, answer.reason ?? 'direct_response', answer.detail, undefined, finish);
+    return;
+  }
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | string[] | undefined> = {
+    'content-type': answer.contentType,
+    'cache-control': 'no-store',
+    'content-length': String(answer.body.length),
+  };
+  send(ctx, res, answer.status, headers, ctx.method === 'HEAD' ? '' : answer.body, undefined, finish);
+}
+
+function send(
+  ctx: RequestContext,
+  res: ClientResponse,
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  body: string | Buffer,
+  extraHeaders: Record<string, string | string[] | undefined> | undefined,
+  finish: (ctx: RequestContext, head: ResponseHead) => void,
+): void {
   addAnswerHeaders(headers, ctx.scheme === 'https');
   if (extraHeaders !== undefined) for (const name in extraHeaders) headers[name] = extraHeaders[name];
   const head: ResponseHead = { status, headers };

@@ -43,6 +43,7 @@ export function describeRoute(route: CompiledRoute): Record<string, unknown> {
   return {
     route: route.name,
     match: route.matchDescription,
+    ...(route.respond !== null ? { respond: { status: route.respond.status, reason: route.respond.reason } } : {}),
     upstream: route.upstream ? { name: route.upstream.name, url: maskUrl(route.upstream.targets[0]!.url), ...(route.upstream.targets.length > 1 ? { targets: route.upstream.targets.map((t) => maskUrl(t.url)) } : {}) } : null,
     max_body_size: route.maxBodySize,
     timeout_ms: route.timeoutMs ?? route.upstream?.config.timeout ?? null,
@@ -132,6 +133,7 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   const { decisions, deny } = await decide(route, ctx);
   out.decisions = decisions;
   if (deny !== null) out.answer = { status: deny.status, reason: deny.reason, filter: deny.filter };
+  else if (route.respond !== null) out.answer = { status: route.respond.status, reason: route.respond.reason, filter: 'respond', ...(route.respond.body !== null ? { body: route.respond.body.toString('utf8'), content_type: route.respond.contentType } : {}) };
   else if (route.upstream === null) out.answer = { status: 404, reason: 'route_not_found', filter: 'gateway' };
   else out.answer = { forward: route.upstream.name };
   if (refused !== null) out.hardening = { status: refused.status, reason: refused.reason, mode: 'report: logged, not refused' };

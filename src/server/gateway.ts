@@ -8,7 +8,7 @@ import { runChain } from '../filters/chain.ts';
 import type { Deny } from '../filters/types.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
-import { writeProblem } from '../proxy/answer.ts';
+import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../proxy/cidr.ts';
 import { RequestContext, type ResponseHead } from '../proxy/context.ts';
@@ -205,6 +205,7 @@ export class Gateway implements ForwardSink {
 
   #forward(ctx: RequestContext, route: CompiledRoute, req: ClientRequest, res: ClientResponse, expectContinue: boolean): void {
     if (res.destroyed) return;
+    if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
     const upstream = route.upstream;
     if (upstream === null) return this.#refuse(ctx, res, 404, 'route_not_found');
     const headers = ctx.upstreamHeaders;
@@ -246,7 +247,7 @@ export class Gateway implements ForwardSink {
       const route = policy.router.match(ctx.host, ctx.method, ctx.path);
       if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
       ctx.route = route;
-      if (!route.websocket || route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
+      if (route.respond === null && (!route.websocket || route.upstream === null)) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
       const handshake = websocketHandshakeProblem(req);
       if (handshake !== null) return this.#refuse(ctx, res, 400, handshake, 'not a valid RFC 6455 WebSocket opening handshake');
       const refused = this.#admit(policy, route, ctx);
@@ -255,6 +256,8 @@ export class Gateway implements ForwardSink {
         const d = await runChain(route.request, route.requestNames, ctx);
         if (d) return this.#deny(ctx, res, d);
       }
+      if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
+      if (route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
       setForwardingHeaders(ctx.upstreamHeaders, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
       for (const o of this.observers) o.onForward?.(ctx, route.upstream);
       proxyUpgrade(ctx, route.upstream, socket, head, res, this);
