@@ -221,6 +221,8 @@ export interface CompiledRoute {
   readonly websocket: boolean;
   /** Methods the route lists (upper case), null when it takes any. */
   readonly methods: ReadonlySet<string> | null;
+  /** A filter of the route answers CORS preflights: preflights are routed here by the method they ask for. */
+  readonly preflight: boolean;
   /** Request-path hardening rules (global defaults with the route's exceptions). */
   readonly hardening: RouteHardening;
   /** Request hooks in chain order, null when none (checked once per request). */
@@ -401,6 +403,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         sendTimeoutMs: policy.limits.send_timeout,
         websocket: route.websocket,
         methods: methods.length ? new Set(methods) : null,
+        preflight: filters.some((f) => f.answersPreflight === true),
         hardening: compileRouteHardening(policy.hardening, route.hardening),
         request: requestFilters.length ? requestFilters.map((f) => f.onRequest!) : null,
         requestNames: requestFilters.map((f) => f.name),
