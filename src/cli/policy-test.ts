@@ -143,7 +143,7 @@ function providerFor(policy: CompiledPolicy, method: string, path: string, host:
   const target = normalizeTarget(path);
   if (typeof target !== 'string') {
     const route = policy.router.match(hostname(host), method, target.path);
-    const ref = route !== null ? (p.routes[route.index]?.auth as Ref | undefined) : undefined;
+    const ref = route !== null ? (route.config.auth as Ref | undefined) : undefined;
     if (ref !== undefined) return pick(ref);
   }
   const d = auth?.default;

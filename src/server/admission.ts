@@ -60,7 +60,9 @@ export function routeRequest(policy: CompiledPolicy, host: string, method: strin
   const router = policy.router;
   if (method !== 'OPTIONS') {
     const route = router.match(host, method, path);
-    return route === null ? null : { route, method };
+    if (route !== null) return { route, method };
+    const unknown = unknownHost(policy, host);
+    return unknown === null ? null : { route: null, refusal: unknown };
   }
   const asked = preflightMethod(method, headers);
   if (asked !== null) {
@@ -69,9 +71,21 @@ export function routeRequest(policy: CompiledPolicy, host: string, method: strin
   }
   const route = router.match(host, method, path);
   if (route !== null) return { route, method };
+  const unknown = unknownHost(policy, host);
+  if (unknown !== null) return { route: null, refusal: unknown };
   const allow = router.methodsAt(host, path);
   if (allow === null || allow.length === 0) return null;
   return { route: null, refusal: { status: 405, reason: 'method_not_allowed', detail: 'no route here takes OPTIONS', headers: { allow: allow.join(', ') } } };
+}
+
+/**
+ * `unknown_host`: the answer for a request no route took whose Host no route serves at all (no host group
+ * names it, no route takes any host), or null. Only asked after routing missed.
+ */
+export function unknownHost(policy: CompiledPolicy, host: string): Refusal | null {
+  const u = policy.unknownHost;
+  if (u === null || policy.router.servesHost(host)) return null;
+  return { status: u.status, reason: u.reason, detail: 'no route serves this host' };
 }
 
 /**

@@ -17,7 +17,7 @@ import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientI
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
-import { hardeningRefusal, restoreKeptHeaders, routeRequest, type Refusal } from './admission.ts';
+import { hardeningRefusal, restoreKeptHeaders, routeRequest, unknownHost, type Refusal } from './admission.ts';
 
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
 
@@ -180,7 +180,10 @@ export class Gateway implements ForwardSink {
       route = routed === null ? null : routed.route;
       if (routed !== null) routeMethod = routed.method;
     }
-    if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+    if (route === null) {
+      const unknown = routeMethod === 'OPTIONS' ? null : unknownHost(policy, ctx.host); // OPTIONS: routeRequest asked
+      return unknown !== null ? this.#refusal(ctx, res, unknown) : this.#refuse(ctx, res, 404, 'route_not_found');
+    }
     ctx.route = route;
     const refused = this.#admit(policy, route, ctx, routeMethod);
     if (refused !== null) return this.#refusal(ctx, res, refused);
@@ -254,7 +257,10 @@ export class Gateway implements ForwardSink {
       const bad = this.#target(ctx, req, identity.host);
       if (bad !== null) return this.#refuse(ctx, res, 400, bad);
       const route = policy.router.match(ctx.host, ctx.method, ctx.path);
-      if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+      if (route === null) {
+        const unknown = unknownHost(policy, ctx.host);
+        return unknown !== null ? this.#refusal(ctx, res, unknown) : this.#refuse(ctx, res, 404, 'route_not_found');
+      }
       ctx.route = route;
       if (route.respond === null && (!route.websocket || route.upstream === null)) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
       const handshake = websocketHandshakeProblem(req);
