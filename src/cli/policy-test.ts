@@ -11,7 +11,7 @@ import { Metrics } from '../observability/metrics.ts';
 import { RequestContext } from '../proxy/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
-import { hardeningRefusal, restoreKeptHeaders } from '../server/admission.ts';
+import { hardeningRefusal, restoreKeptHeaders, routeRequest } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
 import { mintToken } from './token.ts';
@@ -58,10 +58,12 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   ctx.authority = host;
   ctx.host = hostname(host);
   if (method === 'CONNECT') return answer(405, 'method_not_allowed', 'gateway');
-  const route = policy.router.match(ctx.host, method, ctx.path);
-  if (route === null) return answer(404, 'route_not_found', 'gateway');
+  const routed = routeRequest(policy, ctx.host, method, ctx.path, ctx.requestHeaders);
+  if (routed === null) return answer(404, 'route_not_found', 'gateway');
+  if (routed.route === null) return answer(routed.refusal.status, routed.refusal.reason, 'gateway', routed.refusal.headers);
+  const route = routed.route;
   ctx.route = route;
-  const refused = hardeningRefusal(policy, route, ctx);
+  const refused = hardeningRefusal(policy, route, ctx, routed.method);
   if (refused !== null && !route.hardening.report) return answer(refused.status, refused.reason, 'gateway', refused.headers);
   if (refused === null) restoreKeptHeaders(route, ctx);
   if (route.request !== null) {
@@ -141,7 +143,7 @@ function providerFor(policy: CompiledPolicy, method: string, path: string, host:
   const target = normalizeTarget(path);
   if (typeof target !== 'string') {
     const route = policy.router.match(hostname(host), method, target.path);
-    const ref = route !== null ? (p.routes[route.index]?.auth as Ref | undefined) : undefined;
+    const ref = route !== null ? (route.config.auth as Ref | undefined) : undefined;
     if (ref !== undefined) return pick(ref);
   }
   const d = auth?.default;

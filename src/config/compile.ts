@@ -146,6 +146,28 @@ function routeSchema(): Schema<Record<string, unknown> & CoreRoute> {
   return object(fields) as unknown as Schema<Record<string, unknown> & CoreRoute>;
 }
 
+const HOST_NAME = /^(\*\.)?[A-Za-z0-9.-]+$/;
+
+/** `hosts: [{ names, defaults, routes }]`: a virtual host. Its routes are compiled like flat ones, bound to its names. */
+function hostGroupSchema(): Schema<HostGroup> {
+  const defaults: Record<string, Schema<unknown>> = {
+    timeout: optional(duration({ description: 'Upstream timeout of every route of the group that sets none.' })),
+    max_body_size: optional(size({ description: 'Request body limit of every route of the group that sets none.' })),
+  };
+  for (const m of filterModules) if (m.routeKey && m.routeSchema) defaults[m.routeKey] = optional(m.routeSchema);
+  return object({
+    names: array(string({ pattern: HOST_NAME, patternName: 'host name' }), { single: true, minItems: 1, description: 'Host names (exact, or *.domain for subdomains) this group serves.' }),
+    defaults: optional(object(defaults, { description: 'Route keys (auth, cors, headers, cookies, rate_limit...) every route of the group takes unless it sets its own.' })),
+    routes: array(routeSchema(), { minItems: 1, description: "The group's routes; their `match` may not name hosts (the group does)." }),
+  }) as unknown as Schema<HostGroup>;
+}
+
+interface HostGroup {
+  names: string[];
+  defaults: Record<string, unknown> | undefined;
+  routes: (Record<string, unknown> & CoreRoute)[];
+}
+
 interface CoreRoute {
   name: string | undefined;
   match: Infer<typeof matchSchema>;
@@ -183,7 +205,12 @@ function policySchema(): Schema<Record<string, unknown> & CorePolicy> {
     log: withDefault(logSchema, logSchema.parse({}, [], [])!),
     tracing: optional(tracingSchema),
     upstreams: withDefault(record(upstreamSchema, { keyPattern: NAME, description: 'Named upstream services.' }), {}),
-    routes: array(routeSchema(), { description: 'Routes, matched most specific first.' }),
+    routes: withDefault(array(routeSchema(), { description: 'Routes, matched most specific first, on any host unless their match names hosts.' }), []),
+    hosts: withDefault(array(hostGroupSchema(), { description: 'Virtual hosts: groups of host names, each with its own routes and route defaults (docs/routing.md "Virtual hosts"). Flat `routes` keep working beside them.' }), []),
+    unknown_host: optional(object({
+      status: withDefault(integer({ min: 400, max: 599, description: 'Status for a Host no route serves, e.g. 421 Misdirected Request or 404.' }), 404),
+      reason: withDefault(string({ pattern: REASON_TOKEN, patternName: 'reason code (snake_case)', description: 'Reason code of the answer.' }), 'host_not_found'),
+    }, { description: 'Answer for a request whose Host no route serves (no host group names it and no route takes any host); without it such a request gets 404 route_not_found.' })),
   };
   for (const m of filterModules) if (m.globalKey && m.globalSchema) fields[m.globalKey] = m.globalSchema.optional ? m.globalSchema : optional(m.globalSchema);
   return object(fields) as unknown as Schema<Record<string, unknown> & CorePolicy>;
@@ -203,6 +230,8 @@ export interface CorePolicy {
   tracing: TracingPolicy | undefined;
   upstreams: Record<string, Infer<typeof upstreamSchema>>;
   routes: (Record<string, unknown> & CoreRoute)[];
+  hosts: HostGroup[];
+  unknown_host: { status: number; reason: string } | undefined;
 }
 
 export type Listener = Infer<typeof listenerSchema>;
@@ -221,6 +250,8 @@ export interface CompiledRoute {
   readonly websocket: boolean;
   /** Methods the route lists (upper case), null when it takes any. */
   readonly methods: ReadonlySet<string> | null;
+  /** A filter of the route answers CORS preflights: preflights are routed here by the method they ask for. */
+  readonly preflight: boolean;
   /** Request-path hardening rules (global defaults with the route's exceptions). */
   readonly hardening: RouteHardening;
   /** Request hooks in chain order, null when none (checked once per request). */
@@ -229,6 +260,8 @@ export interface CompiledRoute {
   readonly response: readonly ResponseHook[] | null;
   readonly filters: readonly CompiledFilter[];
   readonly matchDescription: string;
+  /** The route's keys as compiled (a host group's defaults filled in): what `portcullis test` reads. */
+  readonly config: Readonly<Record<string, unknown>>;
 }
 
 export interface CompiledPolicy {
@@ -255,6 +288,8 @@ export interface CompiledPolicy {
   /** Client header names removed before any filter (hardening): name, peer trusted → remove. */
   readonly scrub: (name: string, trustedPeer: boolean) => boolean;
   readonly routes: readonly CompiledRoute[];
+  /** `unknown_host`: the answer for a Host no route serves, or null (404 route_not_found). */
+  readonly unknownHost: { readonly status: number; readonly reason: string } | null;
   readonly globalRequest: readonly RequestHook[] | null;
   readonly globalNames: readonly string[];
   readonly globalFilters: readonly CompiledFilter[];
@@ -362,12 +397,24 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     let spellingSensitive = false;
     const routes: CompiledRoute[] = [];
     const names = new Map<string, number>();
-    policy.routes.forEach((route, index) => {
-      const routePath: Path = ['routes', index];
+    // Flat routes, then every host group's routes bound to its names with its defaults filled in: one list,
+    // one router. `where` names a route as the policy file does (routes[3], hosts[0].routes[1]).
+    const effective: { route: Record<string, unknown> & CoreRoute; path: Path }[] = policy.routes.map((route, i) => ({ route, path: ['routes', i] }));
+    policy.hosts.forEach((group, g) => {
+      group.routes.forEach((route, r) => {
+        const path: Path = ['hosts', g, 'routes', r];
+        if (route.match.host !== undefined) env.problem([...path, 'match', 'host'], 'a route of a host group takes the group\'s names; move it to a group for its hosts (or to the flat routes)');
+        const merged: Record<string, unknown> & CoreRoute = { ...route, match: { ...route.match, host: group.names } };
+        for (const [key, value] of Object.entries(group.defaults ?? {})) if (value !== undefined && merged[key] === undefined) merged[key] = value;
+        effective.push({ route: merged, path });
+      });
+    });
+    const where = (i: number) => effective[i]!.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').slice(1);
+    effective.forEach(({ route, path: routePath }, index) => {
       const name = route.name ?? routeDisplayName(route);
       const prior = names.get(name);
       if (prior !== undefined) {
-        env.problem(route.name ? [...routePath, 'name'] : [...routePath, 'match'], `duplicate route name "${name}" (also routes[${prior}])`);
+        env.problem(route.name ? [...routePath, 'name'] : [...routePath, 'match'], `duplicate route name "${name}" (also ${where(prior)})`);
       }
       names.set(name, index);
       let upstream: Upstream | null = null;
@@ -401,12 +448,14 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         sendTimeoutMs: policy.limits.send_timeout,
         websocket: route.websocket,
         methods: methods.length ? new Set(methods) : null,
+        preflight: filters.some((f) => f.answersPreflight === true),
         hardening: compileRouteHardening(policy.hardening, route.hardening),
         request: requestFilters.length ? requestFilters.map((f) => f.onRequest!) : null,
         requestNames: requestFilters.map((f) => f.name),
         response: responseHooks.length ? responseHooks : null,
         filters,
         matchDescription: routeDisplayName(route),
+        config: route,
       });
       routes.push(compiled);
       const conflict = router.add(
@@ -417,7 +466,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         compiled,
         index,
       );
-      if (conflict) env.problem([...routePath, 'match'], `duplicate route: routes[${conflict.otherIndex}] already matches the same host, path and methods`);
+      if (conflict) env.problem([...routePath, 'match'], `duplicate route: ${where(conflict.otherIndex)} already matches the same host, path and methods`);
       else {
         // The canonical table: one spelling per route, so a request spelled differently can be checked
         // against the route its canonical spelling takes. Two routes that differ only in case or a
@@ -441,7 +490,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         if (clash && (compiled.hardening.protectSpelling || routes[clash.otherIndex]!.hardening.protectSpelling)) {
           env.problem(
             [...routePath, 'match'],
-            `routes[${clash.otherIndex}] matches the same path but for letter case or a trailing slash: an upstream that ignores them could not tell the two apart. Merge them, or set \`hardening: { path_spelling: allow }\` on both if the upstream is case- and slash-sensitive`,
+            `${where(clash.otherIndex)} matches the same path but for letter case or a trailing slash: an upstream that ignores them could not tell the two apart. Merge them, or set \`hardening: { path_spelling: allow }\` on both if the upstream is case- and slash-sensitive`,
           );
         }
       }
@@ -469,6 +518,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
       spellingSensitive,
       scrub: compileScrubber(policy.hardening),
       routes,
+      unknownHost: policy.unknown_host ?? null,
       globalRequest: globalRequest.length ? globalRequest.map((f) => f.onRequest!) : null,
       globalNames: globalRequest.map((f) => f.name),
       globalFilters,

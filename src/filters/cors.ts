@@ -109,13 +109,13 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
     for (const [name, policy] of Object.entries(config ?? {})) out.set(name, compileCorsPolicy(policy, ['cors', name], env));
     return out;
   },
-  compile({ config, shared, routePath, methods }, env) {
+  compile({ config, shared, routePath }, env) {
     const path = [...routePath, 'cors'];
     const policy = resolveRef(config, shared, (c, p) => compileCorsPolicy(c, p, env), path, env, 'CORS');
     if (policy === null) return null;
-    if (methods.length > 0 && !methods.includes('OPTIONS')) {
-      env.problem([...routePath, 'match', 'methods'], 'a route with a CORS policy must also match OPTIONS, so that preflights reach the gateway');
-    }
+    // A method-limited route need not list OPTIONS: the gateway routes a preflight to the route that serves
+    // the method it asks for (answersPreflight below), so a read route and a write route on one path each
+    // answer their own preflights.
     const { origins, wildcard, credentials } = policy;
     const preflightOk = (origin: string): HeaderMap => {
       const h: HeaderMap = {
@@ -131,6 +131,7 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
     const refusal = (reason: string, detail: string): Deny => deny(403, reason, detail, preflightVary);
     return {
       name: 'cors',
+      answersPreflight: true,
       onRequest(ctx) {
         const origin = ctx.requestHeaders.origin;
         if (origin === undefined) return undefined; // not a CORS request

@@ -33,6 +33,12 @@ export interface CompiledFilter {
    * Absent: true (the hook only reads the request and writes its context).
    */
   readonly explainable?: boolean;
+  /**
+   * True when `onRequest` answers every CORS preflight itself (the CORS filter): the gateway then routes a
+   * preflight to the route serving its Access-Control-Request-Method, so method-split routes each carry
+   * their own CORS. Absent: false.
+   */
+  readonly answersPreflight?: boolean;
 }
 
 /** What compile steps get from the core: where they are, how to report problems, telemetry to use. */

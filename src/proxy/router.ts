@@ -176,6 +176,42 @@ export class Router<R> {
     return this.#wildcardHosts.some(([suffix]) => host.endsWith(suffix) && host.length > suffix.length);
   }
 
+  /**
+   * The methods some route takes for this host and path, whatever the method asked (for `Allow` on a
+   * 405); null when a route takes every method, [] when no route takes the path. Not for the hot path:
+   * only called when `match` found nothing.
+   */
+  methodsAt(host: string, path: string): string[] | null {
+    const out = new Set<string>();
+    const buckets: HostBucket<R>[] = [];
+    const exactHost = this.#exactHosts.get(host);
+    if (exactHost) buckets.push(exactHost);
+    for (const [suffix, bucket] of this.#wildcardHosts) if (host.length > suffix.length && host.endsWith(suffix)) buckets.push(bucket);
+    buckets.push(this.#anyHost);
+    const lower = path.toLowerCase();
+    const take = (list: Candidate<R>[] | undefined, folded: boolean): boolean => {
+      for (const c of list ?? []) {
+        if (folded && !c.caseless) continue;
+        if (c.methods === null) return true;
+        for (const m of c.methods) out.add(m);
+      }
+      return false;
+    };
+    for (const b of buckets) {
+      if (take(b.exact.get(path), false) || (b.caseless && take(b.exact.get(lower), true))) return null;
+      for (const g of b.globs) if (g.regex.test(path) && take([g], false)) return null;
+      let end = path.length > 1 && path.endsWith('/') ? path.length - 1 : path.length;
+      for (;;) {
+        const cut = end === 0 ? 1 : end;
+        if (take(b.prefix.get(path.slice(0, cut)), false) || (b.caseless && take(b.prefix.get(lower.slice(0, cut)), true))) return null;
+        if (end === 0) break;
+        end = path.lastIndexOf('/', end - 1);
+        if (end < 0) break;
+      }
+    }
+    return [...out];
+  }
+
   match(host: string, method: string, path: string): R | null {
     const exactHost = this.#exactHosts.get(host);
     if (exactHost) {

@@ -37,8 +37,62 @@ function methodNotAllowed(route: CompiledRoute): Refusal {
   return { status: 405, reason: 'method_not_allowed', detail: 'this method is not allowed here', headers: { allow } };
 }
 
-/** The refusal the route's hardening rules give this request (`ctx` normalized and routed), or null. */
-export function hardeningRefusal(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext): Refusal | null {
+const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** The method a CORS preflight asks for (OPTIONS with Origin and Access-Control-Request-Method), or null. */
+export function preflightMethod(method: string, headers: RequestContext['requestHeaders']): string | null {
+  if (method !== 'OPTIONS' || headers.origin === undefined) return null;
+  const asked = headers['access-control-request-method'];
+  return typeof asked === 'string' && METHOD_TOKEN.test(asked) ? asked : null;
+}
+
+/** Where a request goes: its route (and the method it was routed by), a refusal, or null (no route: 404). */
+export type Routing = { readonly route: CompiledRoute; readonly method: string } | { readonly route: null; readonly refusal: Refusal } | null;
+
+/**
+ * Routing, one function for the gateway, `explain` and `portcullis test`. A CORS preflight goes to the
+ * route that would serve the method it asks for, when that route answers preflights (has CORS), so
+ * method-split routes on one path each answer their own; otherwise OPTIONS is routed like any method. An
+ * OPTIONS no route takes, on a path routes take for other methods, is 405 with their methods in `Allow`:
+ * answered here, never forwarded.
+ */
+export function routeRequest(policy: CompiledPolicy, host: string, method: string, path: string, headers: RequestContext['requestHeaders']): Routing {
+  const router = policy.router;
+  if (method !== 'OPTIONS') {
+    const route = router.match(host, method, path);
+    if (route !== null) return { route, method };
+    const unknown = unknownHost(policy, host);
+    return unknown === null ? null : { route: null, refusal: unknown };
+  }
+  const asked = preflightMethod(method, headers);
+  if (asked !== null) {
+    const served = router.match(host, asked, path);
+    if (served !== null && served.preflight) return { route: served, method: asked };
+  }
+  const route = router.match(host, method, path);
+  if (route !== null) return { route, method };
+  const unknown = unknownHost(policy, host);
+  if (unknown !== null) return { route: null, refusal: unknown };
+  const allow = router.methodsAt(host, path);
+  if (allow === null || allow.length === 0) return null;
+  return { route: null, refusal: { status: 405, reason: 'method_not_allowed', detail: 'no route here takes OPTIONS', headers: { allow: allow.join(', ') } } };
+}
+
+/**
+ * `unknown_host`: the answer for a request no route took whose Host no route serves at all (no host group
+ * names it, no route takes any host), or null. Only asked after routing missed.
+ */
+export function unknownHost(policy: CompiledPolicy, host: string): Refusal | null {
+  const u = policy.unknownHost;
+  if (u === null || policy.router.servesHost(host)) return null;
+  return { status: u.status, reason: u.reason, detail: 'no route serves this host' };
+}
+
+/**
+ * The refusal the route's hardening rules give this request (`ctx` normalized and routed), or null.
+ * `routeMethod` is the method the request was routed by (a preflight's requested method).
+ */
+export function hardeningRefusal(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext, routeMethod: string = ctx.method): Refusal | null {
   const h = route.hardening;
   const flags = ctx.targetFlags;
   if (flags !== 0) {
@@ -60,7 +114,7 @@ export function hardeningRefusal(policy: CompiledPolicy, route: CompiledRoute, c
   const path = ctx.path;
   const canonical = canonicalPath(path, flags);
   if (canonical !== path || policy.spellingSensitive) {
-    const other = policy.canonicalRouter.match(ctx.host, method, canonical);
+    const other = policy.canonicalRouter.match(ctx.host, routeMethod, canonical);
     if (other !== null && other !== route && other.hardening.protectSpelling) return AMBIGUOUS_PATH;
   }
   return null;

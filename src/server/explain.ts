@@ -10,7 +10,7 @@ import type { Deny } from '../filters/types.ts';
 import { RequestContext } from '../proxy/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
-import { hardeningRefusal, restoreKeptHeaders, type Refusal } from './admission.ts';
+import { hardeningRefusal, restoreKeptHeaders, routeRequest, type Refusal } from './admission.ts';
 import { hostname } from './gateway.ts';
 
 export interface ExplainRequest {
@@ -106,8 +106,10 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   const global = describeGlobalFilters(policy);
   const normalized = { host, path: target.path, query: target.query };
   if (method === 'CONNECT') return { request, normalized, global_filters: global, answer: { status: 405, reason: 'method_not_allowed', filter: 'gateway' } };
-  const route = policy.router.match(host, method, target.path);
-  if (route === null) return { request, normalized, global_filters: global, answer: { status: 404, reason: 'route_not_found', filter: 'gateway' } };
+  const routed = routeRequest(policy, host, method, target.path, headers);
+  if (routed === null) return { request, normalized, global_filters: global, answer: { status: 404, reason: 'route_not_found', filter: 'gateway' } };
+  if (routed.route === null) return { request, normalized, global_filters: global, answer: { status: routed.refusal.status, reason: routed.refusal.reason, filter: 'gateway', headers: routed.refusal.headers } };
+  const route = routed.route;
 
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', parsed.protocol === 'https:' ? 'https' : 'http', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
@@ -118,7 +120,8 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   ctx.targetFlags = target.flags;
   ctx.route = route;
   const out: Record<string, unknown> = { request, normalized, global_filters: global, ...describeRoute(route) };
-  const refused: Refusal | null = hardeningRefusal(policy, route, ctx);
+  if (routed.method !== method) out.routed_as = routed.method; // a preflight, routed by the method it asks for
+  const refused: Refusal | null = hardeningRefusal(policy, route, ctx, routed.method);
   if (refused !== null && !route.hardening.report) {
     out.decisions = route.filters.filter((f) => f.onRequest !== null).map((f): FilterDecision => ({ filter: f.name, decision: 'not_reached' }));
     out.answer = { status: refused.status, reason: refused.reason, filter: 'gateway' };

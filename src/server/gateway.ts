@@ -17,7 +17,7 @@ import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientI
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
-import { hardeningRefusal, restoreKeptHeaders, type Refusal } from './admission.ts';
+import { hardeningRefusal, restoreKeptHeaders, routeRequest, unknownHost, type Refusal } from './admission.ts';
 
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
 
@@ -170,10 +170,22 @@ export class Gateway implements ForwardSink {
     const bad = this.#target(ctx, req, forwardedHost);
     if (bad !== null) return this.#refuse(ctx, res, 400, bad);
 
-    const route = policy.router.match(ctx.host, ctx.method, ctx.path);
-    if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+    let route: CompiledRoute | null;
+    let routeMethod = ctx.method;
+    if (routeMethod !== 'OPTIONS') route = policy.router.match(ctx.host, routeMethod, ctx.path);
+    else {
+      // OPTIONS: a CORS preflight is routed by the method it asks for; a plain OPTIONS no route takes is 405.
+      const routed = routeRequest(policy, ctx.host, routeMethod, ctx.path, ctx.requestHeaders);
+      if (routed !== null && routed.route === null) return this.#refusal(ctx, res, routed.refusal);
+      route = routed === null ? null : routed.route;
+      if (routed !== null) routeMethod = routed.method;
+    }
+    if (route === null) {
+      const unknown = routeMethod === 'OPTIONS' ? null : unknownHost(policy, ctx.host); // OPTIONS: routeRequest asked
+      return unknown !== null ? this.#refusal(ctx, res, unknown) : this.#refuse(ctx, res, 404, 'route_not_found');
+    }
     ctx.route = route;
-    const refused = this.#admit(policy, route, ctx);
+    const refused = this.#admit(policy, route, ctx, routeMethod);
     if (refused !== null) return this.#refusal(ctx, res, refused);
     if (chunks !== undefined) {
       chunks.setLimit(route.maxBodySize);
@@ -245,7 +257,10 @@ export class Gateway implements ForwardSink {
       const bad = this.#target(ctx, req, identity.host);
       if (bad !== null) return this.#refuse(ctx, res, 400, bad);
       const route = policy.router.match(ctx.host, ctx.method, ctx.path);
-      if (route === null) return this.#refuse(ctx, res, 404, 'route_not_found');
+      if (route === null) {
+        const unknown = unknownHost(policy, ctx.host);
+        return unknown !== null ? this.#refusal(ctx, res, unknown) : this.#refuse(ctx, res, 404, 'route_not_found');
+      }
       ctx.route = route;
       if (route.respond === null && (!route.websocket || route.upstream === null)) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
       const handshake = websocketHandshakeProblem(req);
@@ -266,8 +281,8 @@ export class Gateway implements ForwardSink {
   }
 
   /** The route's hardening verdict; in report mode a refusal is logged and the request goes on. */
-  #admit(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext): Refusal | null {
-    const refused = hardeningRefusal(policy, route, ctx);
+  #admit(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext, routeMethod: string = ctx.method): Refusal | null {
+    const refused = hardeningRefusal(policy, route, ctx, routeMethod);
     if (refused !== null && route.hardening.report) {
       this.telemetry.log.warn({ request_id: ctx.id, reason: refused.reason, route: route.name, method: ctx.method, path: ctx.path }, 'hardening (report mode): would refuse');
       return null;
