@@ -7,15 +7,27 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './gateway.ts';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+/** Ports this test process was already given: the kernel may hand a closed one out again. */
+const handedOut = new Set<number>();
+
+/**
+ * A free loopback port, never one this process was given before (a test that reserves ports for
+ * gateways it starts later must not see the same port go to another server in between).
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export function redisCli(port: number, ...args: string[]): Promise<string> {
