@@ -80,6 +80,23 @@ export function grantsReader(rolesClaim: string, scopesClaim: string): (claims: 
   };
 }
 
+/**
+ * A provider's 403 answers for authorize failures, one frozen Deny per reason made on first use (the
+ * reasons are the authorize filter's bounded list, so the map stays small). `headers` adds a provider's
+ * own fields, e.g. a Bearer `insufficient_scope` challenge.
+ */
+export function forbiddenDenies(headers?: (reason: string) => Readonly<Record<string, string>>): (reason: string) => Deny {
+  const made = new Map<string, Deny>();
+  return (reason) => {
+    let d = made.get(reason);
+    if (d === undefined) {
+      d = Object.freeze(headers ? { status: 403, reason, headers: Object.freeze(headers(reason)) } : { status: 403, reason });
+      made.set(reason, d);
+    }
+    return d;
+  };
+}
+
 /** Bearer challenge per RFC 6750: `realm`, and `error` / `error_description` when a token was refused. */
 export function bearerChallenge(realm: string, error?: 'invalid_token' | 'insufficient_scope' | 'invalid_request', description?: string): string {
   let out = `Bearer realm="${realm}"`;

@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   array, boolean, duration, integer, object, optional, string, withDefault, type Infer, type Issue, type Path,
 } from '../config/schema.ts';
-import { grantsReader, type AuthProvider } from '../auth/provider.ts';
+import { forbiddenDenies, grantsReader, type AuthProvider } from '../auth/provider.ts';
 import type { Credential, RequestContext } from '../proxy/context.ts';
 import { makeRate } from '../ratelimit/types.ts';
 import type { CompileEnv, Deny, Verdict } from './types.ts';
@@ -242,7 +242,6 @@ export function createApiKeyProvider(name: string, cfg: ApiKeyProviderConfig, pa
   }
 
   const grants = grantsReader('roles', 'scopes');
-  const forbidden = new Map<string, Deny>();
   return {
     name,
     filterName: 'api_key',
@@ -250,14 +249,7 @@ export function createApiKeyProvider(name: string, cfg: ApiKeyProviderConfig, pa
     grants,
     carries: { roles: true, scopes: true },
     ownedHeaders,
-    forbidden(reason) {
-      let d = forbidden.get(reason);
-      if (d === undefined) {
-        d = Object.freeze({ status: 403, reason });
-        forbidden.set(reason, d);
-      }
-      return d;
-    },
+    forbidden: forbiddenDenies(),
     describe: () => ({
       provider: name,
       type: 'api_key',

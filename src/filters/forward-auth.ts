@@ -6,7 +6,7 @@ import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import { readFileSync } from 'node:fs';
 import { array, duration, integer, object, optional, size, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
-import { bearerChallenge, stringSet, type AuthProvider, type Grants } from '../auth/provider.ts';
+import { bearerChallenge, forbiddenDenies, stringSet, type AuthProvider, type Grants } from '../auth/provider.ts';
 import { TokenCache, tokenKey } from '../auth/token-cache.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import type { CompileEnv, Deny, Verdict } from './types.ts';
@@ -245,7 +245,6 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
   }
 
   const memo = new WeakMap<object, Grants>();
-  const forbidden = new Map<string, Deny>();
   return {
     name,
     filterName: 'forward_auth',
@@ -261,14 +260,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     },
     carries: { roles: rolesHeader !== undefined, scopes: scopesHeader !== undefined },
     ownedHeaders: owned,
-    forbidden(reason) {
-      let d = forbidden.get(reason);
-      if (d === undefined) {
-        d = Object.freeze({ status: 403, reason });
-        forbidden.set(reason, d);
-      }
-      return d;
-    },
+    forbidden: forbiddenDenies(),
     describe: () => ({
       provider: name,
       type: 'forward',

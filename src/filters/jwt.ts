@@ -12,7 +12,7 @@ import { parseStrictJson } from '../auth/json.ts';
 import { JwksSource, keySetOf, type KeySet } from '../auth/jwks.ts';
 import { JwksFileSource, readJwksFile } from '../auth/jwks-file.ts';
 import { JWS_ALGORITHMS, KeyError, algorithmsFor, fingerprintOf, importKey, kindOf, publicKey, secretKey, type JwsAlgorithm, type VerificationKey } from '../auth/keys.ts';
-import { AMBIGUOUS, bearerChallenge, claimAccessor, grantsReader, tokenExtractor, type AuthProvider, type TokenSource } from '../auth/provider.ts';
+import { AMBIGUOUS, bearerChallenge, claimAccessor, forbiddenDenies, grantsReader, tokenExtractor, type AuthProvider, type TokenSource } from '../auth/provider.ts';
 import { TokenCache, tokenKey } from '../auth/token-cache.ts';
 import type { RequestContext } from '../proxy/context.ts';
 import type { CompileEnv, Deny, Verdict } from './types.ts';
@@ -433,7 +433,6 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
   }
 
   const grants = grantsReader(cfg.roles_claim, cfg.scopes_claim);
-  const forbidden = new Map<string, Deny>();
   return {
     name,
     filterName: 'jwt',
@@ -442,14 +441,7 @@ export function createJwtProvider(name: string, cfg: JwtProviderConfig, path: Pa
     carries: { roles: true, scopes: true },
     ownedHeaders,
     bearer: { extract, issuers, fromCache, verify, deny: D, maxSize },
-    forbidden(reason) {
-      let d = forbidden.get(reason);
-      if (d === undefined) {
-        d = Object.freeze({ status: 403, reason, headers: Object.freeze({ 'www-authenticate': bearerChallenge(realm, 'insufficient_scope', reason) }) });
-        forbidden.set(reason, d);
-      }
-      return d;
-    },
+    forbidden: forbiddenDenies((reason) => ({ 'www-authenticate': bearerChallenge(realm, 'insufficient_scope', reason) })),
     describe: () => ({
       provider: name,
       type: 'jwt',

@@ -13,7 +13,7 @@ import {
 import { OidcClient, pkceChallenge, randomChecks, type GrantFailure, type Tokens } from '../auth/oidc/client.ts';
 import { SessionCodec, clearChunked, cookieNames, presentChunks, readChunked, setChunked, weakSecretProblem, type CookieAttributes } from '../auth/oidc/codec.ts';
 import { CookieSessionStore, RedisSessionStore, type Session, type SessionStore } from '../auth/oidc/store.ts';
-import { claimAccessor, grantsReader, stringSet, type AuthProvider } from '../auth/provider.ts';
+import { claimAccessor, forbiddenDenies, grantsReader, stringSet, type AuthProvider } from '../auth/provider.ts';
 import { TokenCache } from '../auth/token-cache.ts';
 import { singleCookie } from '../proxy/cookie.ts';
 import type { RequestContext } from '../proxy/context.ts';
@@ -504,7 +504,6 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
   }
 
   const grants = grantsReader(cfg.roles_claim, cfg.scopes_claim);
-  const forbidden = new Map<string, Deny>();
   return {
     name,
     filterName: 'oidc',
@@ -512,14 +511,7 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
     grants,
     carries: { roles: true, scopes: true },
     ownedHeaders,
-    forbidden(reason) {
-      let d = forbidden.get(reason);
-      if (d === undefined) {
-        d = Object.freeze({ status: 403, reason });
-        forbidden.set(reason, d);
-      }
-      return d;
-    },
+    forbidden: forbiddenDenies(),
     describe: () => ({
       provider: name,
       type: 'oidc',

@@ -157,13 +157,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.ctx.status = 499;
       return;
     }
-    this.controller?.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
+    this.controller?.abort(clientAborted('client closed the request'));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     this.queued = null;
-    if (this.clientGone) controller.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
+    if (this.clientGone) controller.abort(clientAborted('client closed the request'));
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -194,7 +194,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (!(res as ServerResponse).write(chunk)) {
       // A response that can no longer be written (its stream reset) must not hold the upstream
       // connection paused waiting for a 'drain' that never comes.
-      if (clientGoneFrom(this.req, res)) return controller.abort(Object.assign(new Error('client closed the request'), { code: 'CLIENT_ABORTED' }));
+      if (clientGoneFrom(this.req, res)) return controller.abort(clientAborted('client closed the request'));
       controller.pause();
       // A client that stops reading (an HTTP/2 zero window, a stalled socket) would hold this upstream
       // connection for as long as it likes: past send_timeout the response is given up. The timer exists
@@ -202,7 +202,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       const stalled = setTimeout(() => {
         res.off('drain', resume);
         this.ctx.status = 499;
-        controller.abort(Object.assign(new Error('client did not read the response'), { code: 'CLIENT_ABORTED' }));
+        controller.abort(clientAborted('client did not read the response'));
         (res as ServerResponse).destroy();
       }, this.sendTimeoutMs);
       const resume = () => {
@@ -266,6 +266,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The abort reason of a request whose client went away (classified 499, never counted against the upstream). */
+function clientAborted(message: string): Error {
+  return Object.assign(new Error(message), { code: 'CLIENT_ABORTED' });
+}
+
 /**
  * The client's connection (HTTP/1) or stream (HTTP/2) is closed: nothing can be written to it any more.
  * For HTTP/1 the request's socket is asked, not the response's: a pipelined response has no socket
@@ -285,6 +290,12 @@ export function forward(
   res: ClientResponse,
   sink: ForwardSink,
 ): void {
+  // The client may be gone already (an HTTP/2 stream reset while async filters ran): pick no target,
+  // send nothing.
+  if (clientGoneFrom(req, res)) {
+    ctx.status = 499;
+    return;
+  }
   const target = upstream.pick(0);
   if (target === null) {
     sink.upstreamError(upstream, 'no_healthy_upstream');
@@ -310,11 +321,6 @@ export function forward(
   if (route.timeoutMs !== null) {
     options.headersTimeout = route.timeoutMs;
     options.bodyTimeout = route.timeoutMs;
-  }
-  // The client may be gone already (an HTTP/2 stream reset while async filters ran): send nothing.
-  if (clientGoneFrom(req, res)) {
-    ctx.status = 499;
-    return;
   }
   const handler = new ForwardHandler(ctx, res, sink, upstream, target, options, bodyPresent, route.sendTimeoutMs, req);
   // Not `res.writableFinished`: an HTTP/2 response reports finished once its stream is reset.

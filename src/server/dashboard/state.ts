@@ -109,7 +109,8 @@ function upstreamState(u: Upstream, ejections: Ejections, now: number): Record<s
         last_ejection: e === null ? null : { reason: e.reason, at: e.at, ms: e.ms, until: e.at + e.ms, active: t.ejected && e.at + e.ms > now },
         last_check: t.lastCheck,
         inflight: t.inflight,
-        pool: { connected: stats.connected, free: stats.free, running: stats.running, pending: stats.pending, queued: stats.queued, size: stats.size },
+        // Requests beyond the pool's slots wait in the target's own queue (Target.dispatch), not undici's.
+        pool: { connected: stats.connected, free: stats.free, running: stats.running, pending: stats.pending, queued: stats.queued + t.queued, size: stats.size },
       };
     }),
   };
