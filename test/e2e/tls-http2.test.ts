@@ -5,10 +5,9 @@ import { copyFileSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { makeCerts, type TestCerts } from '../helpers/certs.ts';
+import { makeCerts, servedSerial, type TestCerts } from '../helpers/certs.ts';
 import { startGateway, waitFor, type RunningGateway } from '../helpers/gateway.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
@@ -122,15 +121,7 @@ describe('TLS listener', () => {
   });
 
   it('re-reads the certificate when its files change', async () => {
-    const serial = () =>
-      new Promise<string>((resolve, reject) => {
-        const s = tlsConnect({ host: '127.0.0.1', port: Number(new URL(gw.urls[0]!).port), servername: 'localhost', rejectUnauthorized: false }, () => {
-          const cert = s.getPeerCertificate();
-          s.end();
-          resolve(cert.serialNumber);
-        });
-        s.on('error', reject);
-      });
+    const serial = () => servedSerial(Number(new URL(gw.urls[0]!).port));
     const before = await serial();
     const next = makeCerts();
     copyFileSync(next.key, certs.key);

@@ -8,7 +8,7 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeCerts, type TestCerts } from '../helpers/certs.ts';
+import { makeCerts, servedSerial, type TestCerts } from '../helpers/certs.ts';
 import { runCli, startGateway, tempDir, waitFor, writePolicy, type RunningGateway } from '../helpers/gateway.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
@@ -113,13 +113,7 @@ describe('TLS profiles', () => {
       expect(await handshake(portOf(1), {})).toMatchObject({ protocol: 'TLSv1.3' });
     };
     await check();
-    const serial = () => new Promise<string>((resolve, reject) => {
-      const s = tlsConnect({ host: '127.0.0.1', port: portOf(0), servername: 'localhost', rejectUnauthorized: false }, () => {
-        resolve(s.getPeerCertificate().serialNumber);
-        s.end();
-      });
-      s.on('error', reject);
-    });
+    const serial = () => servedSerial(portOf(0));
     const before = await serial();
     const next = makeCerts('localhost', tempDir('portcullis-certs-'), 90);
     copyFileSync(next.key, certs.key);

@@ -1,5 +1,6 @@
 // Real certificates made with openssl for each test run: a CA, and a server cert for localhost/127.0.0.1.
 import { execFileSync } from 'node:child_process';
+import { connect as tlsConnect } from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './gateway.ts';
@@ -19,4 +20,15 @@ export function makeCerts(commonName = 'localhost', dir = tempDir('portcullis-ce
   writeFileSync(join(dir, 'ext.cnf'), `subjectAltName=DNS:${commonName},DNS:localhost,IP:127.0.0.1\n`);
   run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', String(days), '-extfile', 'ext.cnf', '-out', 'server.crt']);
   return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), caPem: readFileSync(join(dir, 'ca.crt')) };
+}
+
+/** Serial number of the certificate a TLS listener on `port` presents now (a reload changes it). */
+export function servedSerial(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate().serialNumber);
+      s.end();
+    });
+    s.on('error', reject);
+  });
 }
