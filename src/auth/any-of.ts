@@ -5,8 +5,8 @@
 import { parseStrictJson } from './json.ts';
 import { AMBIGUOUS, type AuthProvider, type BearerSteps, type Grants } from './provider.ts';
 import { tokenKey } from './token-cache.ts';
-import type { Deny, Verdict } from '../filters/types.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import type { Deny, Verdict } from '../contract/filter.ts';
+import type { RequestContext } from '../contract/context.ts';
 
 function unverifiedIssuer(token: string): string | null {
   const first = token.indexOf('.');

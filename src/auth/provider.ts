@@ -1,9 +1,9 @@
 // What every authentication provider (JWT, forward auth) gives the auth filter: a request hook that sets
 // `ctx.subject` and `ctx.claims` or denies, the roles and scopes of a verified identity (for `authorize`),
 // and the upstream headers it owns (client-sent copies are removed on every route).
-import type { RequestContext } from '../proxy/context.ts';
+import type { RequestContext } from '../contract/context.ts';
 import { singleCookie } from '../proxy/cookie.ts';
-import type { Deny, Verdict } from '../filters/types.ts';
+import type { Deny, Verdict } from '../contract/filter.ts';
 
 export interface Grants {
   readonly roles: ReadonlySet<string>;

@@ -1,7 +1,7 @@
 // `portcullis explain FILE [METHOD URL [-H 'Name: value']...]`: the compiled routes and filter chains, or
 // the route, chain and filter decisions one request gets. The work is src/server/explain.ts (the admin
 // dashboard's explain form answers with the same function); output passes the secret mask.
-import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { explainPolicy, explainRequest } from '../server/explain.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';

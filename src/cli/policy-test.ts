@@ -4,11 +4,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isSeq, type Node } from 'yaml';
-import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { parseDuration } from '../config/schema.ts';
 import { runChain } from '../filters/chain.ts';
 import { Metrics } from '../observability/metrics.ts';
-import { RequestContext } from '../proxy/context.ts';
+import { RequestContext } from '../contract/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest } from '../server/admission.ts';

@@ -2,7 +2,7 @@
 // With --production the same problems `mode: production` refuses at start are printed as a deployment
 // checklist: one unchecked box per item, all of them at once, in file order.
 import { randomBytes } from 'node:crypto';
-import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { formatProblem, PolicyError } from '../config/errors.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';

@@ -1,7 +1,7 @@
 // A small schema language for the policy file. Each schema parses a plain value (as read from YAML),
 // reports every problem with the path where it stands, and documents itself (description + default), so
 // the reference docs can be generated from the same source that validates.
-import { parseCidr, type Cidr } from '../proxy/cidr.ts';
+import { parseCidr, type Cidr } from './cidr.ts';
 
 export type PathSegment = string | number;
 export type Path = readonly PathSegment[];

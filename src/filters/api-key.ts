@@ -11,9 +11,9 @@ import {
   array, boolean, duration, integer, object, optional, string, withDefault, type Infer, type Issue, type Path,
 } from '../config/schema.ts';
 import { forbiddenDenies, grantsReader, type AuthProvider } from '../auth/provider.ts';
-import type { Credential, RequestContext } from '../proxy/context.ts';
-import { makeRate } from '../ratelimit/types.ts';
-import type { CompileEnv, Deny, Verdict } from './types.ts';
+import type { Credential, RequestContext } from '../contract/context.ts';
+import { makeRate } from '../contract/rate-limit.ts';
+import type { CompileEnv, Deny, Verdict } from '../contract/filter.ts';
 
 export const API_KEY_REASONS = ['api_key_missing', 'api_key_invalid', 'api_key_ambiguous', 'api_keys_unavailable'] as const;
 export type ApiKeyReason = (typeof API_KEY_REASONS)[number];

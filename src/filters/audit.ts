@@ -6,7 +6,7 @@
 // failures and successes are all recorded. This filter runs first on the route, before any filter that
 // may deny.
 import { array, boolean, dispatch, object, optional, string, withDefault, type Infer } from '../config/schema.ts';
-import { defineFilter } from './types.ts';
+import { defineFilter } from '../contract/filter.ts';
 
 const ACTION = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const METHOD = /^[A-Z]+$/;

@@ -11,7 +11,7 @@ import { API_KEY_REASONS, apiKeyProviderSchema, createApiKeyProvider } from './a
 import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
 import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
 import { createOidcProvider, OIDC_REASONS, oidcProviderSchema } from './oidc.ts';
-import { defineFilter, type CompileEnv } from './types.ts';
+import { defineFilter, type CompileEnv } from '../contract/filter.ts';
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
 

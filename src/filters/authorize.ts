@@ -5,7 +5,7 @@
 import { array, dispatch, either, object, oneOf, optional, record, string, withDefault, type Infer, type Schema } from '../config/schema.ts';
 import { claimAccessor, type AuthProvider } from '../auth/provider.ts';
 import { providerOfRoute } from './auth.ts';
-import { defineFilter, type Deny } from './types.ts';
+import { defineFilter, type Deny } from '../contract/filter.ts';
 
 export const AUTHORIZE_REASONS = ['role_missing', 'scope_missing', 'claim_mismatch', 'method_not_allowed_for_role'] as const;
 type Reason = (typeof AUTHORIZE_REASONS)[number];

@@ -8,9 +8,9 @@
 // Parts are checked while the body streams: the bytes of a part are held back until its headers and
 // first bytes passed, so the upstream never receives a refused part (it sees an aborted request).
 import { array, boolean, integer, object, optional, size, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import { BodyRejectedError, type BodyFilter, type RequestContext } from '../proxy/context.ts';
+import { BodyRejectedError, type BodyFilter, type RequestContext } from '../contract/context.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, deny, type CompileEnv } from './types.ts';
+import { defineFilter, deny, type CompileEnv } from '../contract/filter.ts';
 
 const MEDIA_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/i;
 const SNIFF_BYTES = 16;

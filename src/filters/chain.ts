@@ -1,7 +1,7 @@
 // The one chain runner: hooks in order, stop at the first Deny, record which filter denied and why.
 // Synchronous filters allocate no promise; the runner branches only when a hook returns one.
-import type { RequestContext } from '../proxy/context.ts';
-import type { Deny, RequestHook, Verdict } from './types.ts';
+import type { RequestContext } from '../contract/context.ts';
+import type { Deny, RequestHook, Verdict } from '../contract/filter.ts';
 
 function isPromise(v: Verdict | Promise<Verdict>): v is Promise<Verdict> {
   return v !== undefined && typeof (v as Promise<Verdict>).then === 'function';

@@ -5,7 +5,7 @@
 import { array, object, oneOf, optional, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
 import { trimOws } from '../proxy/cookie.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, type CompileEnv } from './types.ts';
+import { defineFilter, type CompileEnv } from '../contract/filter.ts';
 
 const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

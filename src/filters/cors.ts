@@ -4,10 +4,10 @@
 // `origin_not_allowed`, as does its WebSocket handshake. `Vary: Origin` goes on every answer whose headers
 // depend on the origin.
 import { array, boolean, duration, object, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import type { HeaderMap } from '../proxy/context.ts';
+import type { HeaderMap } from '../contract/context.ts';
 import { compileOrigins, originListSchema, type OriginList } from './origins.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, deny, type CompileEnv, type Deny } from './types.ts';
+import { defineFilter, deny, type CompileEnv, type Deny } from '../contract/filter.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const METHOD = /^[A-Za-z]+$/;

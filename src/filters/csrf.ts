@@ -6,11 +6,11 @@
 //  3. Double-submit: the header must equal the value of a cookie (name it `__Host-...`).
 import { hash, timingSafeEqual } from 'node:crypto';
 import { boolean, object, oneOf, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import type { RequestContext } from '../contract/context.ts';
 import { compileOrigins, originListSchema, originOfUrl, type OriginList } from './origins.ts';
 import { cookieValues } from '../proxy/cookie.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, deny, type CompileEnv, type Deny } from './types.ts';
+import { defineFilter, deny, type CompileEnv, type Deny } from '../contract/filter.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { array, duration, integer, object, optional, size, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
 import { bearerChallenge, forbiddenDenies, stringSet, type AuthProvider, type Grants } from '../auth/provider.ts';
 import { TokenCache, tokenKey } from '../auth/token-cache.ts';
-import type { RequestContext } from '../proxy/context.ts';
-import type { CompileEnv, Deny, Verdict } from './types.ts';
+import type { RequestContext } from '../contract/context.ts';
+import type { CompileEnv, Deny, Verdict } from '../contract/filter.ts';
 
 export const FORWARD_AUTH_REASONS = ['auth_denied', 'auth_unavailable', 'auth_header_invalid'] as const;
 

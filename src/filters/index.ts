@@ -14,7 +14,7 @@ import { requestId } from './request-id.ts';
 import { responseHeaders } from './response-headers.ts';
 import { rewrite } from './rewrite.ts';
 import { securityHeaders } from './security-headers.ts';
-import type { FilterModule } from './types.ts';
+import type { FilterModule } from '../contract/filter.ts';
 
 export const filterModules: readonly FilterModule<any, any, any>[] = [
   requestId, // global, first: every answer, even a 404 or a parse failure, carries the id

@@ -3,8 +3,8 @@
 // cannot pick its own address. IPv4 and IPv4-mapped IPv6 are one address (cidr.ts). Deny wins over allow.
 import { isIP } from 'node:net';
 import { array, cidr, object, optional, type Infer } from '../config/schema.ts';
-import { CidrSet } from '../proxy/cidr.ts';
-import { defineFilter, deny } from './types.ts';
+import { CidrSet } from '../config/cidr.ts';
+import { defineFilter, deny } from '../contract/filter.ts';
 
 const ipRulesSchema = object(
   {

@@ -14,8 +14,8 @@ import { JwksFileSource, readJwksFile } from '../auth/jwks-file.ts';
 import { JWS_ALGORITHMS, KeyError, algorithmsFor, fingerprintOf, importKey, kindOf, publicKey, secretKey, type JwsAlgorithm, type VerificationKey } from '../auth/keys.ts';
 import { AMBIGUOUS, bearerChallenge, claimAccessor, forbiddenDenies, grantsReader, tokenExtractor, type AuthProvider, type TokenSource } from '../auth/provider.ts';
 import { TokenCache, tokenKey } from '../auth/token-cache.ts';
-import type { RequestContext } from '../proxy/context.ts';
-import type { CompileEnv, Deny, Verdict } from './types.ts';
+import type { RequestContext } from '../contract/context.ts';
+import type { CompileEnv, Deny, Verdict } from '../contract/filter.ts';
 
 export const JWT_REASONS = [
   'token_missing', 'token_ambiguous', 'token_too_large', 'token_malformed', 'token_algorithm_invalid', 'token_header_invalid',

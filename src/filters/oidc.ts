@@ -16,10 +16,10 @@ import { CookieSessionStore, RedisSessionStore, type Session, type SessionStore 
 import { claimAccessor, forbiddenDenies, grantsReader, stringSet, type AuthProvider } from '../auth/provider.ts';
 import { TokenCache } from '../auth/token-cache.ts';
 import { singleCookie } from '../proxy/cookie.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import type { RequestContext } from '../contract/context.ts';
 import { createClient, parseRedisUrl } from '../ratelimit/redis.ts';
 import { claimHeaderValue } from './jwt.ts';
-import type { CompileEnv, Deny, Verdict } from './types.ts';
+import type { CompileEnv, Deny, Verdict } from '../contract/filter.ts';
 
 export const OIDC_REASONS = [
   'oidc_login_redirect', 'oidc_signed_in', 'oidc_signed_out', 'oidc_session_missing', 'oidc_session_invalid',

@@ -2,7 +2,7 @@
 // (`https://*.example.com`), `null` only when listed, `*`; entries may be comma lists from the
 // environment (`${env:FRONTEND_ORIGIN}`). Compiled once into a Set and anchored regular expressions.
 import { array, dispatch, string, type Path, type Schema } from '../config/schema.ts';
-import type { CompileEnv } from './types.ts';
+import type { CompileEnv } from '../contract/filter.ts';
 
 const nullOrigin: Schema<string> = { ...string(), parse: () => 'null' };
 

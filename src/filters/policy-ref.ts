@@ -1,7 +1,7 @@
 // Shared by the browser-protection modules: a route names a top-level policy (`cors: web`), writes one
 // inline (`cors: { origins: [...] }`), or turns it off (`cors: none`). Resolved once at compile time.
 import { either, record, string, type Path, type Schema } from '../config/schema.ts';
-import type { CompileEnv } from './types.ts';
+import type { CompileEnv } from '../contract/filter.ts';
 
 const POLICY_NAME = /^[A-Za-z0-9_.-]+$/;
 

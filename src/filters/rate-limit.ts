@@ -10,13 +10,13 @@ import {
   array, boolean, duration, integer, nearest, object, oneOf, optional, string, withDefault,
   type Infer, type Issue, type Path, type Schema,
 } from '../config/schema.ts';
-import { addressToBigInt } from '../proxy/cidr.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import { addressToBigInt } from '../config/cidr.ts';
+import type { RequestContext } from '../contract/context.ts';
 import { cookieValues } from '../proxy/cookie.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
-import { makeRate, type Rate } from '../ratelimit/types.ts';
-import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
+import { makeRate, type Rate } from '../contract/rate-limit.ts';
+import { deny, defineFilter, type CompileEnv, type Verdict } from '../contract/filter.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
 const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;

@@ -4,7 +4,7 @@
 // not be protocol-relative.
 import { boolean, integer, object, optional, string, withDefault, type Infer } from '../config/schema.ts';
 import { compilePrefix, stripPrefix } from './rewrite.ts';
-import { defineFilter, type Deny } from './types.ts';
+import { defineFilter, type Deny } from '../contract/filter.ts';
 
 const redirectSchema = object(
   {

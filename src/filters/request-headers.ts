@@ -3,7 +3,7 @@
 // X-Forwarded-* are set after the filters from what the gateway knows.
 import { array, object, optional, record, string, type Infer } from '../config/schema.ts';
 import { HOP_BY_HOP } from '../proxy/headers.ts';
-import { defineFilter } from './types.ts';
+import { defineFilter } from '../contract/filter.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;

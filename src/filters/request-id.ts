@@ -2,7 +2,7 @@
 // generate one. It is forwarded upstream, returned to the client, and appears in logs and problem bodies.
 import { randomUUID } from 'node:crypto';
 import { object, string, withDefault, type Infer } from '../config/schema.ts';
-import { defineFilter } from './types.ts';
+import { defineFilter } from '../contract/filter.ts';
 
 /** Printable, no spaces or quotes, at most 128 characters: safe to log and to echo in a header. */
 const VALID_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;

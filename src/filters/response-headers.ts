@@ -1,7 +1,7 @@
 // Per-route response header edits: add (or replace) and remove, applied to the upstream's answer and to
 // the gateway's own answers on that route.
 import { array, object, optional, record, string, type Infer } from '../config/schema.ts';
-import { defineFilter } from './types.ts';
+import { defineFilter } from '../contract/filter.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;

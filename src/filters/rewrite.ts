@@ -7,7 +7,7 @@
 // starts with `/`, so it can never leave `add_prefix`.
 import { object, optional, string, type Infer, type Path } from '../config/schema.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
-import { defineFilter, type CompileEnv } from './types.ts';
+import { defineFilter, type CompileEnv } from '../contract/filter.ts';
 
 const PREFIX = /^\/[^?#\s]*$/;
 

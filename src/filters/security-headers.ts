@@ -6,7 +6,7 @@ import {
   array, boolean, dispatch, duration, object, oneOf, record, string, withDefault, type Infer, type Path, type Schema,
 } from '../config/schema.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, type CompileEnv } from './types.ts';
+import { defineFilter, type CompileEnv } from '../contract/filter.ts';
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/;

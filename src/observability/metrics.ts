@@ -6,6 +6,7 @@
 // names from the policy, reasons declared by the filter modules; never raw paths, tokens or client input).
 // Metric names the protections use are listed in METRIC_NAMES below and in docs/observability.md.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MetricsRegistry } from '../contract/telemetry.ts';
 
 /** Buckets for a proxy: most answers take well under 10 ms, upstream calls up to tens of seconds. */
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -95,7 +96,7 @@ export class RouteMetrics {
   }
 }
 
-export class Metrics {
+export class Metrics implements MetricsRegistry {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'method' | 'status_class'>;
   readonly requestDuration: Histogram<'route' | 'method' | 'status_class'>;

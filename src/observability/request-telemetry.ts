@@ -2,10 +2,9 @@
 // access-log line, an audit line for audited requests, and an error-log line for upstream failures.
 // Nothing here writes synchronously to a file: pino's destinations buffer and flush in the background.
 import type { Logger } from 'pino';
-import type { CompiledRoute } from '../config/compile.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import type { RequestContext, RouteInfo } from '../contract/context.ts';
 import type { Metrics, RouteMetrics } from './metrics.ts';
-import type { TracingApi } from './telemetry.ts';
+import type { TracingApi } from '../contract/telemetry.ts';
 
 export { statusClass } from './metrics.ts';
 
@@ -23,7 +22,7 @@ export class RequestTelemetry {
   readonly #tracing: TracingApi | null;
   readonly #accessOn: boolean;
   readonly #auditOn: boolean;
-  readonly #byRoute = new WeakMap<CompiledRoute, RouteMetrics>();
+  readonly #byRoute = new WeakMap<RouteInfo, RouteMetrics>();
   readonly #noRoute: RouteMetrics;
 
   constructor(metrics: Metrics, access: Logger, audit: Logger, log: Logger | null = null, tracing: TracingApi | null = null) {
@@ -37,7 +36,7 @@ export class RequestTelemetry {
     this.#noRoute = metrics.route('none');
   }
 
-  #routeMetrics(route: CompiledRoute | null): RouteMetrics {
+  #routeMetrics(route: RouteInfo | null): RouteMetrics {
     if (route === null) return this.#noRoute;
     let m = this.#byRoute.get(route);
     if (m === undefined) {

@@ -16,12 +16,11 @@ import {
   type Sampler, type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
-import type { HeaderMap, RequestContext } from '../proxy/context.ts';
-import type { Upstream } from '../proxy/upstream.ts';
-import type { RequestObserver } from '../server/gateway.ts';
+import type { HeaderMap, RequestContext } from '../contract/context.ts';
+import type { ForwardedUpstream, RequestObserver } from '../contract/observer.ts';
 import { methodLabel } from './metrics.ts';
-import type { ChildSpan, TracingApi } from './telemetry.ts';
-import { NOOP_CHILD_SPAN } from './telemetry.ts';
+import type { ChildSpan, TracingApi } from '../contract/telemetry.ts';
+import { NOOP_CHILD_SPAN } from '../contract/telemetry.ts';
 import type { SamplerSetting, TracingSettings } from './tracing-config.ts';
 
 const SCOPE = 'portcullis';
@@ -135,7 +134,7 @@ export class Tracing implements TracingApi, RequestObserver {
     ctx.span = new RequestSpans(span);
   }
 
-  onForward(ctx: RequestContext, upstream: Upstream): void {
+  onForward(ctx: RequestContext, upstream: ForwardedUpstream): void {
     const spans = ctx.span as RequestSpans | null;
     if (spans === null) return;
     const method = methodLabel(ctx.method);

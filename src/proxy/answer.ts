@@ -1,7 +1,7 @@
 // The one function that writes the gateway's own answers: denies, no-route, bad targets, upstream
 // failures. Always application/problem+json with a stable `reason` and the request id; never a stack trace.
 import { STATUS_CODES } from 'node:http';
-import type { RequestContext, ResponseHead } from './context.ts';
+import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { IncomingMessage } from 'node:http';
 import type { ClientResponse } from './forwarder.ts';
 

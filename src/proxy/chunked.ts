@@ -7,7 +7,7 @@
 // can be forwarded. It watches one body and then lets go of the socket.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BodyRejectedError } from './context.ts';
+import { BodyRejectedError } from '../contract/context.ts';
 
 const MAX_SIZE_DIGITS = 16;
 const MAX_EXTENSION = 256;

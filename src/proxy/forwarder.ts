@@ -5,9 +5,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Dispatcher } from 'undici';
-import type { CompiledRoute } from '../config/compile.ts';
 import { chunkGuardOf, type ChunkedBodyGuard } from './chunked.ts';
-import type { RequestContext, ResponseHead } from './context.ts';
+import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import { responseHeadersFrom } from './headers.ts';
 import type { QueuedDispatch, Target } from './balancer.ts';
 import type { Upstream } from './upstream.ts';
@@ -282,9 +281,17 @@ function clientGoneFrom(req: ClientRequest, res: ClientResponse): boolean {
   return req.socket.destroyed;
 }
 
+/** The route's limits the forwarder applies (a compiled route is one). */
+export interface ForwardLimits {
+  /** Upstream headers and body timeout, or null for undici's defaults. */
+  readonly timeoutMs: number | null;
+  readonly maxBodySize: number;
+  readonly sendTimeoutMs: number;
+}
+
 export function forward(
   ctx: RequestContext,
-  route: CompiledRoute,
+  route: ForwardLimits,
   upstream: Upstream,
   req: ClientRequest,
   res: ClientResponse,

@@ -4,7 +4,7 @@
 // header lists proxies strip from untrusted peers. The checks themselves run in the gateway (they need the
 // route); this module owns the schema, the compiled rules and the pure helpers.
 import { array, object, oneOf, optional, string, withDefault, type Infer } from '../config/schema.ts';
-import type { HeaderMap } from './context.ts';
+import type { HeaderMap } from '../contract/context.ts';
 
 /** Reasons of the gateway's own refusals that this module's defaults add. */
 export const HARDENING_REASONS = [

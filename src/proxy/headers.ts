@@ -1,9 +1,9 @@
 // Header rules of a proxy: hop-by-hop headers never cross, X-Forwarded-* are the gateway's to set, and a
 // client's claims about its own address count only when it is a trusted proxy.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { CidrSet } from './cidr.ts';
-import { canonicalAddress } from './cidr.ts';
-import type { HeaderMap, RequestContext } from './context.ts';
+import type { CidrSet } from '../config/cidr.ts';
+import { canonicalAddress } from '../config/cidr.ts';
+import type { HeaderMap, RequestContext } from '../contract/context.ts';
 
 /** RFC 9110 7.6.1 connection-specific fields, plus those HTTP/2 forbids and proxies must not pass. */
 export const HOP_BY_HOP = new Set([

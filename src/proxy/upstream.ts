@@ -9,9 +9,8 @@ import {
   array, boolean, duration, either, integer, object, oneOf, optional, string, url, withDefault,
   type Infer, type Path,
 } from '../config/schema.ts';
-import type { CompileEnv } from '../filters/types.ts';
-import type { Metrics } from '../observability/metrics.ts';
-import type { Telemetry } from '../observability/telemetry.ts';
+import type { CompileEnv } from '../contract/filter.ts';
+import type { MetricsRegistry, Telemetry } from '../contract/telemetry.ts';
 import { Balancer, Target, type BalanceMode } from './balancer.ts';
 import { ActiveHealthChecker } from './health.ts';
 
@@ -116,7 +115,7 @@ function readPem(file: string, path: Path, env: CompileEnv | undefined): Buffer 
 }
 
 /** With `workers: N` each process judges health itself; the aggregated value is 0 when any has the target out. */
-function healthyGauge(metrics: Metrics): Gauge<'upstream' | 'target'> {
+function healthyGauge(metrics: MetricsRegistry): Gauge<'upstream' | 'target'> {
   const name = 'portcullis_upstream_target_healthy';
   const existing = metrics.registry.getSingleMetric(name);
   if (existing) return existing as Gauge<'upstream' | 'target'>;

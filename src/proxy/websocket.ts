@@ -9,7 +9,7 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { request as httpsRequest } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { RequestContext, ResponseHead } from './context.ts';
+import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { ForwardSink } from './forwarder.ts';
 import { HOP_BY_HOP, responseHeadersFrom } from './headers.ts';
 import type { Upstream } from './upstream.ts';

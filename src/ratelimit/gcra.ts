@@ -3,7 +3,7 @@
 // max(TAT, now) + c*T - tau <= now, and then TAT becomes max(TAT, now) + c*T. T = window/limit, tau =
 // burst*T. From idle, exactly `burst` requests pass at once; after that one every T. Over any interval
 // of length d at most burst + floor(d / T) requests pass. Each decision is exact and atomic.
-import type { HitResult, Rate } from './types.ts';
+import type { HitResult, Rate } from '../contract/rate-limit.ts';
 
 export interface GcraOutcome extends HitResult {
   /** The TAT to store when allowed (unchanged when denied). */

@@ -5,7 +5,7 @@
 //   allow  while Redis fails, let every request through uncounted
 import { MemoryStore, OverLimitCache } from './memory.ts';
 import type { RedisStore } from './redis.ts';
-import type { HitResult, Rate } from './types.ts';
+import type { HitResult, Rate } from '../contract/rate-limit.ts';
 
 export type FailureMode = 'local' | 'deny' | 'allow';
 

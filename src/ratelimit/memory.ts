@@ -2,7 +2,7 @@
 // tokens evicts the least recently used buckets instead of growing the heap. Evicting a live bucket
 // forgets that client's count (it starts afresh): the price of a fixed memory ceiling.
 import { gcra } from './gcra.ts';
-import type { HitResult, Rate, RateLimitStore } from './types.ts';
+import type { HitResult, Rate, RateLimitStore } from '../contract/rate-limit.ts';
 
 /** A Map used as an LRU: re-inserting moves a key to the end; the first key is the oldest. */
 export class BoundedMap<V> {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { GCRA_LUA } from './gcra.ts';
-import { StoreUnavailableError, type HitResult, type Rate, type RateLimitStore } from './types.ts';
+import { StoreUnavailableError, type HitResult, type Rate, type RateLimitStore } from '../contract/rate-limit.ts';
 
 export type RedisTarget =
   | { kind: 'single'; host: string; port: number; db: number; username?: string; password?: string; tls: boolean; ca?: string }

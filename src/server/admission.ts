@@ -1,8 +1,8 @@
 // Whether the request-path hardening lets a routed request in: path parameters, double encoding, another
 // spelling of a stricter route, dangerous methods, method overrides. One function for the gateway,
 // `portcullis explain` and `portcullis test`, so they can never disagree about what is refused.
-import type { CompiledPolicy, CompiledRoute } from '../config/compile.ts';
-import type { RequestContext } from '../proxy/context.ts';
+import type { CompiledPolicy, CompiledRoute } from '../policy/compile.ts';
+import type { RequestContext } from '../contract/context.ts';
 import { overrideMethod } from '../proxy/hardening.ts';
 import { canonicalPath, ENCODED_PERCENT, PATH_PARAMETER } from '../proxy/normalize.ts';
 

@@ -5,9 +5,9 @@
 // a filter whose hook reaches beyond the request (a rate-limit hit, a forward-auth call) says
 // `explainable: false` and is reported as not evaluated instead of run.
 import { isIP } from 'node:net';
-import type { CompiledPolicy, CompiledRoute } from '../config/compile.ts';
-import type { Deny } from '../filters/types.ts';
-import { RequestContext } from '../proxy/context.ts';
+import type { CompiledPolicy, CompiledRoute } from '../policy/compile.ts';
+import type { Deny } from '../contract/filter.ts';
+import { RequestContext } from '../contract/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest, type Refusal } from './admission.ts';

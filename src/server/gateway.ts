@@ -3,15 +3,16 @@
 // swaps `active` and retires the old policy once its in-flight requests are done.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { CompiledPolicy, CompiledRoute } from '../config/compile.ts';
+import type { CompiledPolicy, CompiledRoute } from '../policy/compile.ts';
 import { runChain } from '../filters/chain.ts';
-import type { Deny } from '../filters/types.ts';
+import type { Deny } from '../contract/filter.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { Telemetry } from '../observability/telemetry.ts';
+import type { RequestObserver } from '../contract/observer.ts';
+import type { Telemetry } from '../contract/telemetry.ts';
 import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
-import { canonicalAddress } from '../proxy/cidr.ts';
-import { RequestContext, type ResponseHead } from '../proxy/context.ts';
+import { canonicalAddress } from '../config/cidr.ts';
+import { RequestContext, type ResponseHead } from '../contract/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
 import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
@@ -21,15 +22,6 @@ import { hardeningRefusal, restoreKeptHeaders, routeRequest, unknownHost, type R
 
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?$/;
 
-export interface RequestObserver {
-  /** Called once per request, after the peer is identified and before any filter runs (tracing). */
-  onRequestStart?(ctx: RequestContext): void;
-  /** Called when the request is sent to `upstream`, after its headers are final (tracing). */
-  onForward?(ctx: RequestContext, upstream: Upstream): void;
-  /** Called once per request when its response is finished or the client went away. */
-  onRequestEnd(ctx: RequestContext): void;
-}
-
 interface PolicyUse {
   inflight: number;
   retired: boolean;
@@ -38,14 +30,14 @@ interface PolicyUse {
 export class Gateway implements ForwardSink {
   #active: CompiledPolicy;
   readonly #uses = new Map<CompiledPolicy, PolicyUse>();
-  readonly telemetry: Telemetry;
+  readonly telemetry: Telemetry<Metrics>;
   readonly metrics: Metrics;
   readonly observers: RequestObserver[] = [];
   draining = false;
   #inflight = 0;
   #idleWaiters: (() => void)[] = [];
 
-  constructor(policy: CompiledPolicy, telemetry: Telemetry) {
+  constructor(policy: CompiledPolicy, telemetry: Telemetry<Metrics>) {
     this.#active = policy;
     this.#uses.set(policy, { inflight: 0, retired: false });
     this.telemetry = telemetry;

@@ -8,7 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
-import type { Limits, Listener } from '../config/compile.ts';
+import type { Limits, Listener } from '../policy/compile.ts';
 import { addAnswerHeaders, answerHeaderLines, problemBody } from '../proxy/answer.ts';
 import { guardChunkedBody } from '../proxy/chunked.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';

@@ -5,13 +5,13 @@ import cluster, { type Worker } from 'node:cluster';
 import { unwatchFile, watchFile } from 'node:fs';
 import { resolve } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
-import { loadAndCompile, type CompiledPolicy } from '../config/compile.ts';
+import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { PolicyError } from '../config/errors.ts';
 import { SecretRegistry } from '../config/secrets.ts';
 import { createLoggers, logCrashes, parseLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { RequestTelemetry } from '../observability/request-telemetry.ts';
-import type { Telemetry } from '../observability/telemetry.ts';
+import type { Telemetry } from '../contract/telemetry.ts';
 import { tracingSettings } from '../observability/tracing-config.ts';
 import { startAdmin } from './admin.ts';
 import { Dashboard, type ReloadRecord } from './dashboard/index.ts';
@@ -34,7 +34,7 @@ function levelFromEnv(fallback: LogLevel): LogLevel {
   return parseLogLevel(process.env.LOG_LEVEL) ?? fallback;
 }
 
-function makeTelemetry(policy: CompiledPolicy | null, secrets: { current: SecretRegistry | null }): { telemetry: Telemetry; loggers: Loggers } {
+function makeTelemetry(policy: CompiledPolicy | null, secrets: { current: SecretRegistry | null }): { telemetry: Telemetry<Metrics>; loggers: Loggers } {
   const log = policy?.policy.log ?? { level: 'info' as const, access: 'stdout', audit: 'stderr', error: 'stderr' };
   const metrics = new Metrics();
   const loggers = createLoggers({ level: levelFromEnv(log.level), access: log.access, audit: log.audit, error: log.error }, secrets, (name) =>
@@ -50,7 +50,7 @@ function problemsOf(err: unknown): string[] {
 
 /** A bootstrap compile only to learn the log and worker settings; errors are reported by the caller. */
 function bootstrap(file: string, production = false): CompiledPolicy {
-  const bootTelemetry: Telemetry = {
+  const bootTelemetry: Telemetry<Metrics> = {
     log: createLoggers({ level: 'silent', access: 'off', audit: 'off', error: 'off' }, { current: null }).error,
     audit: createLoggers({ level: 'silent', access: 'off', audit: 'off', error: 'off' }, { current: null }).audit,
     metrics: new Metrics({ defaultMetrics: false }),
@@ -77,7 +77,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   // Tracing is read at start (a reload does not change it). Off: the OpenTelemetry modules are never loaded.
   const traceSettings = tracingSettings(first.policy.tracing);
   const tracing = traceSettings === null ? null : (await import('../observability/tracing.ts')).createTracing(traceSettings, made.telemetry.log);
-  const telemetry: Telemetry = { ...made.telemetry, tracing };
+  const telemetry: Telemetry<Metrics> = { ...made.telemetry, tracing };
   await first.close();
   let policy = loadAndCompile(file, { telemetry });
   secrets.current = policy.source.secrets;

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileText } from '../../src/config/compile.ts';
+import { compileText } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { renderPolicyReference } from '../../src/config/reference.ts';
+import { renderPolicyReference } from '../../src/policy/reference.ts';
 import { ROOT } from '../helpers/gateway.ts';
 
 it('docs/policy-reference.md matches the schemas', () => {

@@ -1,7 +1,7 @@
 // Upstream policy keys in, errors with positions out.
 import { describe, expect, it } from 'vitest';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
-import { compileText } from '../../src/config/compile.ts';
+import { compileText } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 

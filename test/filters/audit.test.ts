@@ -2,10 +2,10 @@
 // compiled chain), and its policy errors.
 import { describe, expect, it } from 'vitest';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
-import { compileText, type CompiledPolicy } from '../../src/config/compile.ts';
+import { compileText, type CompiledPolicy } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { RequestContext } from '../../src/proxy/context.ts';
+import { RequestContext } from '../../src/contract/context.ts';
 
 const telemetry = quietTelemetry(new Metrics({ defaultMetrics: false }));
 

@@ -1,7 +1,7 @@
 // Body limits: content-type verdicts, and the streaming multipart inspector fed in chunks of every size.
 import { describe, expect, it } from 'vitest';
 import { boundaryOf, parsePartHeaders } from '../../src/filters/body-limits.ts';
-import type { RequestContext } from '../../src/proxy/context.ts';
+import type { RequestContext } from '../../src/contract/context.ts';
 import { BASE, compile, context, problems, route, verdict } from '../helpers/filters.ts';
 
 const policy = compile(`${BASE}

@@ -2,11 +2,11 @@
 // header edits, as verdict tables on a request context.
 import { describe, expect, it } from 'vitest';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
-import { compileText, type CompiledPolicy } from '../../src/config/compile.ts';
+import { compileText, type CompiledPolicy } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
 import { rewritePath } from '../../src/filters/rewrite.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { RequestContext } from '../../src/proxy/context.ts';
+import { RequestContext } from '../../src/contract/context.ts';
 import { normalizeTarget } from '../../src/proxy/normalize.ts';
 
 const telemetry = quietTelemetry(new Metrics({ defaultMetrics: false }));

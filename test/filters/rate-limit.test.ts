@@ -1,11 +1,11 @@
 // The rate_limit filter compiled from YAML: verdict tables, keys, headers, failure modes, policy errors.
 import { describe, expect, it } from 'vitest';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
-import { compileText, type CompiledPolicy } from '../../src/config/compile.ts';
+import { compileText, type CompiledPolicy } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
-import type { Deny } from '../../src/filters/types.ts';
+import type { Deny } from '../../src/contract/filter.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { RequestContext } from '../../src/proxy/context.ts';
+import { RequestContext } from '../../src/contract/context.ts';
 import { freePort } from '../helpers/redis-server.ts';
 
 const metrics = new Metrics({ defaultMetrics: false });

@@ -1,12 +1,12 @@
 // Compiles policy text the way the gateway does and drives one route's chain with a hand-made request
 // context: for filter tests that assert compile output and verdicts without a process.
-import { compileText, type CompiledPolicy, type CompiledRoute } from '../../src/config/compile.ts';
+import { compileText, type CompiledPolicy, type CompiledRoute } from '../../src/policy/compile.ts';
 import { PolicyError } from '../../src/config/errors.ts';
 import { runChain } from '../../src/filters/chain.ts';
-import type { Deny } from '../../src/filters/types.ts';
+import type { Deny } from '../../src/contract/filter.ts';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
-import { RequestContext, type HeaderMap, type ResponseHead } from '../../src/proxy/context.ts';
+import { RequestContext, type HeaderMap, type ResponseHead } from '../../src/contract/context.ts';
 
 const telemetry = quietTelemetry(new Metrics({ defaultMetrics: false }));
 

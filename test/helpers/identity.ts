@@ -2,7 +2,7 @@
 // (simulateRequest, the same code `portcullis test` uses), and craft tokens, forged ones included.
 import { generateKeyPairSync, createHmac, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { compileText, type CompiledPolicy } from '../../src/config/compile.ts';
+import { compileText, type CompiledPolicy } from '../../src/policy/compile.ts';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
 import { simulateRequest, type Outcome, type SimulatedRequest } from '../../src/cli/policy-test.ts';
 import { Metrics } from '../../src/observability/metrics.ts';

@@ -11,7 +11,7 @@ import { hashApiKey } from '../../src/filters/api-key.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { parseLogLevel, redactCredentials } from '../../src/observability/logs.ts';
 import { RequestTelemetry } from '../../src/observability/request-telemetry.ts';
-import { RequestContext } from '../../src/proxy/context.ts';
+import { RequestContext } from '../../src/contract/context.ts';
 import { ROOT, startGateway, tempDir, type RunningGateway } from '../helpers/gateway.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';

@@ -27,7 +27,7 @@ function staticClosure(entry: string): { files: Set<string>; packages: Set<strin
 
 describe('tracing off', () => {
   it('loads no OpenTelemetry module', () => {
-    for (const entry of ['src/cli/main.ts', 'src/server/run.ts', 'src/server/gateway.ts', 'src/config/compile.ts']) {
+    for (const entry of ['src/cli/main.ts', 'src/server/run.ts', 'src/server/gateway.ts', 'src/policy/compile.ts']) {
       const { files, packages } = staticClosure(entry);
       expect([...packages].filter((p) => p.startsWith('@opentelemetry/')), entry).toEqual([]);
       expect([...files].some((f) => f.endsWith('observability/tracing.ts')), entry).toBe(false);

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Pool } from 'undici';
 import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
-import type { CompileEnv } from '../../src/filters/types.ts';
+import type { CompileEnv } from '../../src/contract/filter.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { Balancer, Target, weightedSchedule } from '../../src/proxy/balancer.ts';
 import { Upstream, upstreamSchema } from '../../src/proxy/upstream.ts';

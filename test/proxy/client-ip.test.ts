@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CidrSet, parseCidr } from '../../src/proxy/cidr.ts';
+import { CidrSet, parseCidr } from '../../src/config/cidr.ts';
 import { identifyClient } from '../../src/proxy/headers.ts';
 
 const set = (...c: string[]) => new CidrSet(c.map((x) => parseCidr(x)!));

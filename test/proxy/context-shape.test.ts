@@ -3,7 +3,7 @@
 // hidden class on the hot path).
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { RequestContext } from '../../src/proxy/context.ts';
+import { RequestContext } from '../../src/contract/context.ts';
 import { runChain } from '../../src/filters/chain.ts';
 import { compile, context, respond, route } from '../helpers/filters.ts';
 import { SECRET } from '../helpers/identity.ts';

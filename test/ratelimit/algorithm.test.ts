@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { gcra } from '../../src/ratelimit/gcra.ts';
 import { BoundedMap, MemoryStore, OverLimitCache } from '../../src/ratelimit/memory.ts';
 import { describeTarget, parseRedisUrl } from '../../src/ratelimit/redis.ts';
-import { makeRate } from '../../src/ratelimit/types.ts';
+import { makeRate } from '../../src/contract/rate-limit.ts';
 
 describe('GCRA', () => {
   it('lets exactly `burst` through at once, then one per window/limit', () => {

@@ -2,7 +2,7 @@
 // and redis-cli: exact counts, hash-tagged keys spread over masters, and a Sentinel failover followed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore, parseRedisUrl, type RedisTarget } from '../../src/ratelimit/redis.ts';
-import { makeRate } from '../../src/ratelimit/types.ts';
+import { makeRate } from '../../src/contract/rate-limit.ts';
 import { startCluster, startSentinel, waitFor, type OwnCluster, type OwnSentinel } from '../helpers/redis-server.ts';
 
 function store(url: string, events: string[] = []) {

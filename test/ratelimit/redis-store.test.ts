@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore, parseRedisUrl, type RedisTarget } from '../../src/ratelimit/redis.ts';
-import { StoreUnavailableError, makeRate } from '../../src/ratelimit/types.ts';
+import { StoreUnavailableError, makeRate } from '../../src/contract/rate-limit.ts';
 import { startRedis, sleep, waitFor, type OwnRedis } from '../helpers/redis-server.ts';
 
 function store(url: string, events: string[] = [], commandTimeoutMs = 100) {

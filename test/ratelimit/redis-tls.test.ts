@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RedisStore, parseRedisUrl, type RedisTarget } from '../../src/ratelimit/redis.ts';
-import { makeRate } from '../../src/ratelimit/types.ts';
+import { makeRate } from '../../src/contract/rate-limit.ts';
 import { makeCerts, type TestCerts } from '../helpers/certs.ts';
 import { freePort, sleep } from '../helpers/redis-server.ts';
 

@@ -4,8 +4,8 @@
 // JWT key sets, forward auth), the policy and its reload history, TLS certificates and their expiry.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import type { CompiledPolicy } from '../../config/compile.ts';
-import type { StatusReport } from '../../filters/types.ts';
+import type { CompiledPolicy } from '../../policy/compile.ts';
+import type { StatusReport } from '../../contract/filter.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Upstream } from '../../proxy/upstream.ts';
 import { describeGlobalFilters, describeRoute } from '../explain.ts';

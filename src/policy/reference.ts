@@ -2,7 +2,7 @@
 // so the documentation cannot drift from what the validator accepts. `npm run docs:reference` writes
 // docs/policy-reference.md; a test fails when the committed file differs from a fresh rendering.
 import { getPolicySchema } from './compile.ts';
-import type { DocNode } from './schema.ts';
+import type { DocNode } from '../config/schema.ts';
 
 function formatDefault(node: DocNode): string {
   const v = node.default;

@@ -3,8 +3,8 @@
 // learns a filter's name; `src/filters/index.ts` lists them in chain order.
 import type { Path, Schema } from '../config/schema.ts';
 import type { SecretRegistry } from '../config/secrets.ts';
-import type { Telemetry } from '../observability/telemetry.ts';
-import type { HeaderMap, RequestContext, ResponseHead } from '../proxy/context.ts';
+import type { Telemetry } from './telemetry.ts';
+import type { HeaderMap, RequestContext, ResponseHead } from './context.ts';
 
 /** A filter's refusal. The runner answers it with one problem+json body; no filter writes a response. */
 export interface Deny {

@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import { filterModules } from '../filters/index.ts';
-import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook, StatusReport } from '../filters/types.ts';
-import type { Telemetry } from '../observability/telemetry.ts';
+import type { CompileEnv, CompiledFilter, RequestHook, ResponseHook, StatusReport } from '../contract/filter.ts';
+import type { Telemetry } from '../contract/telemetry.ts';
 import { tracingSchema, type TracingPolicy } from '../observability/tracing-config.ts';
-import { CidrSet } from '../proxy/cidr.ts';
+import { CidrSet } from '../config/cidr.ts';
 import {
   compileRouteHardening, compileScrubber, hardeningSchema, routeHardeningSchema,
   type HardeningConfig, type RouteHardening, type RouteHardeningConfig,
@@ -16,12 +16,12 @@ import {
 import type { DirectAnswer } from '../proxy/answer.ts';
 import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
 import { globProblem, Router } from '../proxy/router.ts';
-import { PolicyError, type PolicyProblem } from './errors.ts';
-import { loadPolicySource, parsePolicySource, type LoadedSource } from './load.ts';
+import { PolicyError, type PolicyProblem } from '../config/errors.ts';
+import { loadPolicySource, parsePolicySource, type LoadedSource } from '../config/load.ts';
 import {
   array, boolean, cidr, dispatch, duration, integer, nearest, object, oneOf, optional, record, size, string, withDefault,
   type Infer, type Issue, type Path, type Schema,
-} from './schema.ts';
+} from '../config/schema.ts';
 
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):\d{1,5}$/;
 const NAME = /^[A-Za-z0-9_.-]+$/;

@@ -1,8 +1,19 @@
 // What the core hands to filters at compile time: loggers, metrics and (when on) tracing. Filters never
-// import these modules.
+// import the observability modules; they see these interfaces, which observability/ implements.
 import type { Logger } from 'pino';
-import type { HeaderMap, RequestContext } from '../proxy/context.ts';
-import type { Metrics } from './metrics.ts';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { HeaderMap, RequestContext } from './context.ts';
+
+/**
+ * The metrics registry as filters and upstreams use it: get-or-create a metric at compile time (reloads
+ * reuse it) and keep its pre-bound children for the request path. `observability/metrics.ts` implements it.
+ */
+export interface MetricsRegistry {
+  readonly registry: Registry;
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L>;
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[], aggregator?: 'sum' | 'max' | 'min' | 'average'): Gauge<L>;
+  histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets?: number[]): Histogram<L>;
+}
 
 /** A span a filter opened for its own I/O (forward-auth call, Redis script...). */
 export interface ChildSpan {
@@ -30,12 +41,13 @@ export const NOOP_CHILD_SPAN: ChildSpan = Object.freeze({
   end() {},
 });
 
-export interface Telemetry {
+/** `M` is the concrete registry for the server, which also records the gateway's own metrics. */
+export interface Telemetry<M extends MetricsRegistry = MetricsRegistry> {
   /** The application/error log. */
   readonly log: Logger;
   /** The audit log: one line per audited request. */
   readonly audit: Logger;
-  readonly metrics: Metrics;
+  readonly metrics: M;
   /** Tracing, or null/absent when off (the default). */
   readonly tracing?: TracingApi | null;
 }

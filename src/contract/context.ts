@@ -2,8 +2,18 @@
 // share one hidden class; filters write declared fields and never add properties.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { CompiledRoute } from '../config/compile.ts';
-import type { Rate } from '../ratelimit/types.ts';
+import type { Rate } from './rate-limit.ts';
+
+/**
+ * What a request knows of the route that took it: the compiled route (policy/compile.ts) is one, and this
+ * is the part the layers below the policy compiler read (telemetry names, the response hooks to run).
+ */
+export interface RouteInfo {
+  readonly name: string;
+  readonly upstream: { readonly name: string } | null;
+  /** Response hooks in chain order, or null when the route has none. */
+  readonly response: readonly ((ctx: RequestContext, head: ResponseHead) => void)[] | null;
+}
 
 /** Headers as sent on: lower-case names, repeated headers as arrays. */
 export type HeaderMap = Record<string, string | string[] | undefined>;
@@ -73,7 +83,7 @@ export class RequestContext {
   upstreamHeaders: HeaderMap;
   /** Headers added to the client's response (allowed or denied) by request-phase filters. */
   responseHeaders: HeaderMap;
-  route: CompiledRoute | null;
+  route: RouteInfo | null;
   /** Status sent to the client, 0 until sent. */
   status: number;
   /** Upstream status, 0 when the upstream was not asked or did not answer. */
