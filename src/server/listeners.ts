@@ -144,11 +144,22 @@ function limitResets(session: ServerHttp2Session, limits: Limits, log: Logger): 
   });
 }
 
+/**
+ * Whether a cluster worker binds its own listening socket with SO_REUSEPORT, so the kernel spreads
+ * connections over the workers and the primary does no per-connection work. Without it (another
+ * platform, or port 0, which each worker would resolve to a port of its own) node:cluster's primary
+ * accepts every connection and passes it to a worker.
+ */
+export function ownsListeningSocket(port: number, isWorker: boolean, platform: NodeJS.Platform = process.platform): boolean {
+  return isWorker && port !== 0 && (platform === 'linux' || platform === 'freebsd');
+}
+
 export async function startListener(
   config: Listener,
   gateway: Gateway,
   limits: Limits,
   log: Logger,
+  isWorker = false,
 ): Promise<RunningListener> {
   const scheme = config.tls ? 'https' : 'http';
   const maxHeaders = limits.max_headers;
@@ -299,7 +310,10 @@ export async function startListener(
   const { host, port } = splitAddress(config.address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, exclusive: false }, () => {
+    // reusePort makes a worker bind its own socket (Node sets exclusive for it); only processes of the
+    // same user can join a SO_REUSEPORT group on Linux, so no other user's process can take a share.
+    const own = ownsListeningSocket(port, isWorker);
+    server.listen({ host, port, exclusive: own, reusePort: own }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -107,7 +107,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   if (traceSettings !== null && !isWorker) log.info({ service: traceSettings.serviceName, sampler: traceSettings.sampler.kind }, 'tracing on: OTLP/HTTP export');
 
   const listeners: RunningListener[] = [];
-  for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log));
+  for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log, isWorker));
 
   // For the dashboard: when the policy in force was loaded, and the last reload attempts with their errors.
   let loadedAt = Date.now();

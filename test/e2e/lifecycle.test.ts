@@ -1,8 +1,9 @@
 // Reload without dropping requests, graceful shutdown, workers, and refusing a bad policy at start.
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, startGateway, waitFor, writePolicy, type RunningGateway } from '../helpers/gateway.ts';
+import { freePort } from '../helpers/redis-server.ts';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -10,11 +11,11 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-function policy(upstream: RecordingUpstream, extra = '', header = 'v1'): string {
+function policy(upstream: RecordingUpstream, extra = '', header = 'v1', listen = '127.0.0.1:0'): string {
   return `
 version: 1
 listeners:
-  - address: 127.0.0.1:0
+  - address: ${listen}
 admin: { address: 127.0.0.1:0 }
 limits: { shutdown_grace: 10s }
 upstreams:
@@ -163,6 +164,48 @@ describe('workers', () => {
     expect((await get(gw.url + '/w')).status).toBe(200);
     const metrics = await get(gw.admin + '/metrics');
     expect(metrics.body).toMatch(/portcullis_requests_total\{[^}]*route="all"[^}]*\} \d+/);
+  });
+});
+
+/** Inodes of the TCP sockets listening on `port` (IPv4 loopback), from /proc/net/tcp. */
+function listeningInodes(port: number): Set<string> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const rows = readFileSync('/proc/net/tcp', 'utf8').trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  return new Set(rows.filter((r) => r[1]!.endsWith(':' + hexPort) && r[3] === '0A').map((r) => r[9]!));
+}
+
+/** Socket inodes a process holds open. */
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.add(m[1]!);
+    } catch {
+      // closed while reading
+    }
+  }
+  return out;
+}
+
+describe.runIf(process.platform === 'linux')('workers accept their own connections', () => {
+  it('each worker listens on its own SO_REUSEPORT socket; the primary holds none', async () => {
+    const upstream = await startUpstream();
+    const port = await freePort();
+    const gw = await startGateway(policy(upstream, 'workers: 2\n', 'v1', `127.0.0.1:${port}`));
+    cleanup.push(() => upstream.close(), () => gw.stop());
+    await waitFor(async () => JSON.parse((await get(gw.admin + '/readyz')).body).checks.workers === '2/2', 10_000);
+    const { execFileSync } = await import('node:child_process');
+    const workers = execFileSync('pgrep', ['-P', String(gw.proc.pid)]).toString().trim().split('\n').map(Number);
+    expect(workers.length).toBe(2);
+    const listening = listeningInodes(port);
+    // Two listening sockets on one port: one per worker (a shared handle would be one socket).
+    expect(listening.size).toBe(2);
+    for (const pid of workers) expect([...socketInodes(pid)].filter((i) => listening.has(i)).length).toBe(1);
+    expect([...socketInodes(gw.proc.pid!)].filter((i) => listening.has(i))).toEqual([]);
+    // And fresh connections are served (each its own, so the kernel spreads them).
+    for (let i = 0; i < 20; i++) expect((await get(gw.url + '/w')).status).toBe(200);
+    expect(upstream.received.length).toBe(20);
   });
 });
 
