@@ -23,6 +23,39 @@ export function gcra(storedTat: number | undefined, now: number, cost: number, r
 }
 
 /**
+ * Many requests of cost 1 for one bucket at one instant, decided at once: the first `allowed` of them
+ * pass, exactly as if they had come one after another at `now` (the n-th passes when
+ * max(TAT, now) + n*T - tau <= now). `offsetMs` is max(TAT, now) - now before the batch; with it,
+ * `batchResult` gives each request the answer the one-by-one decision would have given.
+ */
+export interface GcraBatch {
+  allowed: number;
+  offsetMs: number;
+  /** The TAT to store (unchanged when none was allowed). */
+  tat: number;
+}
+
+export function gcraBatch(storedTat: number | undefined, now: number, count: number, rate: Rate): GcraBatch {
+  const T = rate.intervalMs;
+  const tat = storedTat === undefined || storedTat < now ? now : storedTat;
+  const fit = Math.floor((now + rate.toleranceMs - tat) / T);
+  const allowed = Math.max(0, Math.min(count, fit));
+  return { allowed, offsetMs: tat - now, tat: tat + allowed * T };
+}
+
+/** The answer for the `index`-th request (0-based) of a batch, from the batch's outcome. */
+export function batchResult(index: number, allowed: number, offsetMs: number, rate: Rate): HitResult {
+  const T = rate.intervalMs;
+  const tau = rate.toleranceMs;
+  if (index < allowed) {
+    const after = offsetMs + (index + 1) * T; // this request's TAT, relative to now
+    return { allowed: true, remaining: Math.max(0, Math.floor((tau - after) / T)), resetMs: Math.ceil(after), retryAfterMs: 0 };
+  }
+  const full = offsetMs + allowed * T;
+  return { allowed: false, remaining: Math.max(0, Math.floor((tau - full) / T)), resetMs: Math.ceil(full), retryAfterMs: Math.ceil(full + T - tau) };
+}
+
+/**
  * The Redis side: KEYS[1] = bucket; ARGV = T (ms), tau (ms), cost. Uses the Redis server's clock, so
  * replicas with skewed clocks still share one exact count. The TAT is stored with 3 decimals through
  * string.format (Lua's tostring keeps only 14 digits, which would round epoch milliseconds). Returns
@@ -49,4 +82,28 @@ redis.call('SET', KEYS[1], string.format('%.3f', newTat), 'PX', ttl)
 local rem = math.floor((tau - (newTat - now)) / T)
 if rem < 0 then rem = 0 end
 return {1, rem, ttl, 0}
+`;
+
+/**
+ * The batch decision in Redis: KEYS[1] = bucket; ARGV = T (ms), tau (ms), count. Same clock and storage
+ * as GCRA_LUA. Returns {allowed count, offset ms as text with 3 decimals} (see gcraBatch).
+ */
+export const GCRA_BATCH_LUA = `
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
+if tat < now then tat = now end
+local n = math.floor((now + tau - tat) / T)
+if n > count then n = count end
+if n < 0 then n = 0 end
+if n > 0 then
+  local newTat = tat + n * T
+  local ttl = math.ceil(newTat - now)
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', KEYS[1], string.format('%.3f', newTat), 'PX', ttl)
+end
+return {n, string.format('%.3f', tat - now)}
 `;

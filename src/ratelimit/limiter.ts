@@ -1,11 +1,16 @@
 // The limiter: a store, the over-limit cache in front of it, and the failure mode as a branch chosen once.
 // Still no HTTP: the filter asks `check(key, now, rate)` and turns the Decision into headers and denies.
+// Redis decisions are coalesced: the requests for one key that arrive in one turn of the event loop are
+// decided by one command (gcra.ts GCRA_BATCH_LUA) with the answers one-by-one decisions would give, and
+// the turn's batches go out in one write. A key shared by many requests (a route-wide limit, one busy
+// client) then costs one Redis command per turn instead of one per request.
 //   local  while Redis fails, count in process (its own limit, the `fallback` rate when given)
 //   deny   while Redis fails, refuse (the filter answers 503 ratelimit_unavailable)
 //   allow  while Redis fails, let every request through uncounted
 import { MemoryStore, OverLimitCache } from './memory.ts';
 import type { RedisStore } from './redis.ts';
 import type { HitResult, Rate } from '../contract/rate-limit.ts';
+import { batchResult } from './gcra.ts';
 
 export type FailureMode = 'local' | 'deny' | 'allow';
 
@@ -34,6 +39,14 @@ export interface LimiterOptions {
   maxLocalKeys: number;
 }
 
+/** Requests waiting for one key's decision in this turn of the event loop. */
+interface Batch {
+  readonly key: string;
+  readonly rate: Rate;
+  readonly waiters: ((d: Decision) => void)[];
+  count: number;
+}
+
 export class Limiter {
   readonly redis: RedisStore | null;
   readonly mode: FailureMode;
@@ -43,6 +56,8 @@ export class Limiter {
   readonly #fallbackRate: Rate | null;
   /** The failure branch, chosen once. */
   readonly unavailable: (key: string, now: number, rate: Rate) => Decision;
+  #pending = new Map<string, Batch>();
+  #flushScheduled = false;
 
   constructor(o: LimiterOptions) {
     this.redis = o.redis;
@@ -70,14 +85,47 @@ export class Limiter {
     // GCRA: a denied bucket is full until allowAt - T + tau, so the reset follows from the wait.
     if (blocked > 0) return { allowed: false, remaining: 0, resetMs: blocked + rate.toleranceMs - rate.intervalMs, retryAfterMs: blocked, source: 'cache', counted: true };
     if (!redis.available) return this.unavailable(key, now, rate);
-    return redis.hit(key, 1, now, rate).then(
-      (r) => {
-        if (!r.allowed) cache.block(key, now + r.retryAfterMs);
-        return withSource(r, 'redis');
-      },
-      () => this.unavailable(key, Date.now(), rate),
-    );
+    let batch = this.#pending.get(key);
+    if (batch === undefined || batch.rate !== rate) {
+      // A key is counted at one rate; should two differ, the later batch replaces the earlier in the
+      // map, which still flushes from its own reference below.
+      if (batch !== undefined) this.#orphans.push(batch);
+      batch = { key, rate, waiters: [], count: 0 };
+      this.#pending.set(key, batch);
+    }
+    const b = batch;
+    b.count++;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // After this turn's I/O callbacks: every request read in this turn joins its key's batch.
+      setImmediate(this.#flush);
+    }
+    return new Promise<Decision>((resolve) => b.waiters.push(resolve));
   }
+
+  #orphans: Batch[] = [];
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const batches = [...this.#pending.values(), ...this.#orphans];
+    this.#pending = new Map();
+    this.#orphans = [];
+    const redis = this.redis!;
+    const replies = redis.hitBatches(batches);
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i]!;
+      replies[i]!.then(
+        (r) => {
+          const now = Date.now();
+          if (r.allowed < b.count) this.cache.block(b.key, now + batchResult(r.allowed, r.allowed, r.offsetMs, b.rate).retryAfterMs);
+          for (let j = 0; j < b.count; j++) b.waiters[j]!(withSource(batchResult(j, r.allowed, r.offsetMs, b.rate), 'redis'));
+        },
+        () => {
+          for (const w of b.waiters) w(this.unavailable(b.key, Date.now(), b.rate));
+        },
+      );
+    }
+  };
 
   async close(): Promise<void> {
     this.cache.clear();

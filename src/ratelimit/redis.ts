@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
-import { GCRA_LUA } from './gcra.ts';
+import { GCRA_BATCH_LUA, GCRA_LUA } from './gcra.ts';
 import { StoreUnavailableError, type HitResult, type Rate, type RateLimitStore } from '../contract/rate-limit.ts';
 
 export type RedisTarget =
@@ -120,11 +120,17 @@ function errorReason(err: unknown): string {
   return 'error';
 }
 
+function toBatch(reply: unknown): { allowed: number; offsetMs: number } {
+  const r = reply as [number, string];
+  return { allowed: r[0], offsetMs: Number(r[1]) };
+}
+
 export class RedisStore implements RateLimitStore {
   readonly kind = 'redis' as const;
   readonly target: RedisTarget;
   #client: Redis | Cluster;
   readonly #sha = createHash('sha1').update(GCRA_LUA).digest('hex');
+  readonly #batchSha = createHash('sha1').update(GCRA_BATCH_LUA).digest('hex');
   readonly #options: RedisStoreOptions;
   #up = false;
   #everUp = false;
@@ -205,8 +211,8 @@ export class RedisStore implements RateLimitStore {
 
   async #loadScript(): Promise<void> {
     const c = this.#client;
-    if (ioredis !== null && c instanceof ioredis.Cluster) await Promise.all(c.nodes('master').map((n) => n.script('LOAD', GCRA_LUA)));
-    else await c.script('LOAD', GCRA_LUA);
+    if (ioredis !== null && c instanceof ioredis.Cluster) await Promise.all(c.nodes('master').flatMap((n) => [n.script('LOAD', GCRA_LUA), n.script('LOAD', GCRA_BATCH_LUA)]));
+    else await Promise.all([c.script('LOAD', GCRA_LUA), c.script('LOAD', GCRA_BATCH_LUA)]);
   }
 
   hit(key: string, cost: number, _now: number, rate: Rate): Promise<HitResult> {
@@ -217,6 +223,44 @@ export class RedisStore implements RateLimitStore {
       }
       return this.#fail(err);
     });
+  }
+
+  /**
+   * `count` requests of cost 1 for `key` decided in one command (GCRA_BATCH_LUA): how many of them pass,
+   * and the bucket's offset to compute each one's answer (gcra.ts batchResult).
+   */
+  hitBatch(key: string, count: number, rate: Rate): Promise<{ allowed: number; offsetMs: number }> {
+    const c = this.#client;
+    return c.evalsha(this.#batchSha, 1, key, rate.intervalMs, rate.toleranceMs, count).then(toBatch, (err: unknown) => {
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
+        return c.eval(GCRA_BATCH_LUA, 1, key, rate.intervalMs, rate.toleranceMs, count).then(toBatch, (e: unknown) => this.#fail(e));
+      }
+      return this.#fail(err);
+    });
+  }
+
+  /**
+   * Several batches (different keys) in one write: a pipeline sent at once, so that the limiter's flush
+   * does not wait another turn of the event loop for ioredis' auto-pipelining. A Cluster spreads keys
+   * over nodes, so there each batch goes alone (auto-pipelined per node).
+   */
+  hitBatches(list: readonly { readonly key: string; readonly count: number; readonly rate: Rate }[]): Promise<{ allowed: number; offsetMs: number }>[] {
+    const c = this.#client;
+    if (ioredis !== null && c instanceof ioredis.Cluster) return list.map((b) => this.hitBatch(b.key, b.count, b.rate));
+    const pipeline = c.pipeline();
+    for (const b of list) pipeline.evalsha(this.#batchSha, 1, b.key, b.rate.intervalMs, b.rate.toleranceMs, b.count);
+    const replies = pipeline.exec();
+    return list.map((b, i) =>
+      replies.then(
+        (all) => {
+          const [err, reply] = all?.[i] ?? [new Error('no reply'), null];
+          if (err === null) return toBatch(reply);
+          if (err.message.startsWith('NOSCRIPT')) return this.hitBatch(b.key, b.count, b.rate);
+          return this.#fail(err);
+        },
+        (err: unknown) => this.#fail(err),
+      ),
+    );
   }
 
   #fail(err: unknown): never {

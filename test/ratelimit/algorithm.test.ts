@@ -1,6 +1,6 @@
 // GCRA arithmetic, the bounded in-process stores, and the store URL forms.
 import { describe, expect, it } from 'vitest';
-import { gcra } from '../../src/ratelimit/gcra.ts';
+import { batchResult, gcra, gcraBatch } from '../../src/ratelimit/gcra.ts';
 import { BoundedMap, MemoryStore, OverLimitCache } from '../../src/ratelimit/memory.ts';
 import { describeTarget, parseRedisUrl } from '../../src/ratelimit/redis.ts';
 import { makeRate } from '../../src/contract/rate-limit.ts';
@@ -36,6 +36,34 @@ describe('GCRA', () => {
     const store = new MemoryStore();
     expect(Array.from({ length: 10 }, () => store.hit('k', 1, 0, rate).allowed).filter(Boolean).length).toBe(5);
   });
+});
+
+describe('GCRA batches', () => {
+  // A batch of k requests at one instant must answer each exactly as k one-by-one decisions would.
+  const cases: [number, number, number][] = [
+    [100, 60_000, 100], [10, 1000, 3], [1, 1000, 1], [3600, 3_600_000, 50], [7, 700, 7],
+  ];
+  for (const [limit, windowMs, burst] of cases) {
+    it(`matches one-by-one decisions: ${limit}/${windowMs} ms, burst ${burst}`, () => {
+      const rate = makeRate(limit, windowMs, burst);
+      for (const startOffset of [undefined, -5000, 0, rate.intervalMs / 2, rate.toleranceMs - rate.intervalMs, rate.toleranceMs, rate.toleranceMs * 2]) {
+        for (const count of [1, 2, burst, burst + 1, burst * 3 + 2]) {
+          const now = 1_000_000;
+          const stored = startOffset === undefined ? undefined : now + startOffset;
+          let tat = stored;
+          const oneByOne = Array.from({ length: count }, () => {
+            const r = gcra(tat, now, 1, rate);
+            tat = r.tat;
+            return { allowed: r.allowed, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs };
+          });
+          const batch = gcraBatch(stored, now, count, rate);
+          const batched = Array.from({ length: count }, (_, i) => batchResult(i, batch.allowed, batch.offsetMs, rate));
+          expect(batched).toEqual(oneByOne);
+          expect(batch.tat).toBeCloseTo(tat ?? now, 6);
+        }
+      }
+    });
+  }
 });
 
 describe('bounded stores', () => {
