@@ -5,8 +5,22 @@ import type { SecretRegistry } from '../config/secrets.ts';
 
 export type LogTarget = 'stdout' | 'stderr' | 'off' | string;
 
+/**
+ * The access log: one flat object per request, serialized with one JSON.stringify into pino's line
+ * format (level, time, log, then the fields) rather than through pino's generic serializer, which was
+ * most of the log's CPU cost per request (bench/profile.ts). Every line still passes the credential
+ * and secret mask.
+ */
+export interface AccessLog {
+  readonly enabled: boolean;
+  /** Fields with undefined values are left out, as pino does. */
+  write(fields: Record<string, unknown>): void;
+}
+
+const ACCESS_OFF: AccessLog = Object.freeze({ enabled: false, write() {} });
+
 export interface Loggers {
-  access: Logger;
+  access: AccessLog;
   audit: Logger;
   error: Logger;
   flush(): void;
@@ -110,11 +124,8 @@ export function createLoggers(
     const out = redactCredentials(line);
     return secrets.current && secrets.current.size ? secrets.current.mask(out) : out;
   };
-  // `objectPaths`: whether lines may carry arbitrary objects (headers, errors) that need pino's path
-  // redaction. The access log's fields are a fixed set built by RequestTelemetry, none of them a header
-  // map, so it skips path redaction (wildcard paths cost ~10% of a proxied request); every line of every
-  // log still passes the credential and secret mask.
-  const make = (name: string, target: LogTarget, level: LogLevel, objectPaths = true): Logger => {
+  // Audit and error lines may carry arbitrary objects (headers, errors): pino's path redaction applies.
+  const make = (name: string, target: LogTarget, level: LogLevel): Logger => {
     const dest = streamFor(target, name);
     if (dest === null) return pino({ level: 'silent' });
     return pino(
@@ -122,14 +133,27 @@ export function createLoggers(
         level,
         base: { log: name },
         timestamp: isoTimeOncePerMs,
-        ...(objectPaths ? { redact: { paths: [...REDACT_PATHS, '*.secret', '*.password', 'token', '*.token'], censor: '[redacted]' } } : {}),
+        redact: { paths: [...REDACT_PATHS, '*.secret', '*.password', 'token', '*.token'], censor: '[redacted]' },
         hooks: { streamWrite: mask },
       },
       dest,
     );
   };
+  const accessLog = (): AccessLog => {
+    // The access log's fields are a flat set built by RequestTelemetry, none of them a header map, so
+    // no path redaction is needed.
+    const dest = streamFor(options.access, 'access');
+    if (dest === null) return ACCESS_OFF;
+    return {
+      enabled: true,
+      write(fields) {
+        // Never empty (request_id is always there), so slicing the brace off leaves `"k":v,...}`.
+        dest.write(mask(`{"level":30${isoTimeOncePerMs()},"log":"access",${JSON.stringify(fields).slice(1)}\n`));
+      },
+    };
+  };
   return {
-    access: make('access', options.access, 'info', false),
+    access: accessLog(),
     audit: make('audit', options.audit, 'info'),
     error: make('gateway', options.error, options.level),
     flush() {

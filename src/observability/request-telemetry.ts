@@ -3,6 +3,7 @@
 // Nothing here writes synchronously to a file: pino's destinations buffer and flush in the background.
 import type { Logger } from 'pino';
 import type { RequestContext, RouteInfo } from '../contract/context.ts';
+import type { AccessLog } from './logs.ts';
 import type { Metrics, RouteMetrics } from './metrics.ts';
 import type { TracingApi } from '../contract/telemetry.ts';
 
@@ -16,7 +17,7 @@ export function auditOutcome(ctx: RequestContext, status: number): 'succeeded' |
 
 export class RequestTelemetry {
   readonly #metrics: Metrics;
-  readonly #access: Logger;
+  readonly #access: AccessLog;
   readonly #audit: Logger;
   readonly #log: Logger | null;
   readonly #tracing: TracingApi | null;
@@ -25,13 +26,13 @@ export class RequestTelemetry {
   readonly #byRoute = new WeakMap<RouteInfo, RouteMetrics>();
   readonly #noRoute: RouteMetrics;
 
-  constructor(metrics: Metrics, access: Logger, audit: Logger, log: Logger | null = null, tracing: TracingApi | null = null) {
+  constructor(metrics: Metrics, access: AccessLog, audit: Logger, log: Logger | null = null, tracing: TracingApi | null = null) {
     this.#metrics = metrics;
     this.#access = access;
     this.#audit = audit;
     this.#log = log;
     this.#tracing = tracing;
-    this.#accessOn = access.isLevelEnabled('info');
+    this.#accessOn = access.enabled;
     this.#auditOn = audit.isLevelEnabled('info');
     this.#noRoute = metrics.route('none');
   }
@@ -60,7 +61,7 @@ export class RequestTelemetry {
     }
     const traceId = this.#tracing === null ? undefined : this.#tracing.traceId(ctx);
     if (this.#accessOn) {
-      this.#access.info({
+      this.#access.write({
         request_id: ctx.id,
         trace_id: traceId,
         client_ip: ctx.clientIp,

@@ -79,8 +79,7 @@ describe('audit line', () => {
       },
     });
     const audit = pino(sink);
-    const silent = pino({ level: 'silent' });
-    const t = new RequestTelemetry(new Metrics({ defaultMetrics: false }), silent, audit);
+    const t = new RequestTelemetry(new Metrics({ defaultMetrics: false }), { enabled: false, write() {} }, audit);
     const ctx = new RequestContext('DELETE', '1.1', {}, '10.0.0.9', 'https', performance.now());
     ctx.id = 'req-1';
     ctx.path = '/api/orders/7';
