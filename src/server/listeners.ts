@@ -131,12 +131,15 @@ const same = (a: Buffer | undefined, b: Buffer | undefined) => (a === undefined 
  * Everything a secure context of the listener is made with, at start and on each reload (setSecureContext
  * replaces the whole context). Client certificates: `ca` is what they must chain to; with `crl` Node sets
  * OpenSSL's CRL checks for the chain, so a revoked certificate fails the handshake's verification
- * (CERT_REVOKED). Renegotiation is refused (SSL_OP_NO_RENEGOTIATION): a client certificate is only ever
- * asked for in the first handshake, and TLS 1.2 renegotiation is a CPU cost a client could impose.
+ * (CERT_REVOKED). On those listeners renegotiation is refused (SSL_OP_NO_RENEGOTIATION): a client
+ * certificate is only ever asked for in the first handshake, never by renegotiating into one.
  */
 function secureContextOf(files: TlsFiles, tls: ListenerTls): SecureContextOptions {
-  const options: SecureContextOptions = { cert: files.cert, key: files.key, ...tlsContextOptions(tls), secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION };
-  if (files.ca !== undefined) options.ca = files.ca;
+  const options: SecureContextOptions = { cert: files.cert, key: files.key, ...tlsContextOptions(tls) };
+  if (files.ca !== undefined) {
+    options.ca = files.ca;
+    options.secureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+  }
   if (files.crl !== undefined) options.crl = files.crl;
   return options;
 }

@@ -46,7 +46,8 @@ function nodeH1(url: string, path: string, o: ClientOptions = {}): Promise<Reply
       ...(o.cert ? { cert: o.cert.certPem, key: o.cert.keyPem } : {}),
     }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode!, body, reused: (res.socket as TLSSocket).isSessionReused() }));
+      const reused = (res.socket as TLSSocket).isSessionReused();
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode!, body, reused }));
     });
     req.on('error', (err) => resolve({ error: err.message }));
     req.end();
@@ -62,9 +63,10 @@ function nodeH2(url: string, path: string, o: ClientOptions = {}): Promise<Reply
     let body = '';
     stream.on('response', (h) => (status = Number(h[':status'])));
     stream.setEncoding('utf8').on('data', (d: string) => (body += d));
-    stream.on('end', () => {
+    // A refused handshake may end the stream before the session reports its error: no status is a refusal.
+    stream.on('close', () => {
       session.close();
-      resolve({ status, body });
+      resolve(status === 0 ? { error: 'stream closed without a response' } : { status, body });
     });
     stream.on('error', (err) => resolve({ error: err.message }));
   });
@@ -114,10 +116,36 @@ listeners:
 admin: { address: 127.0.0.1:0 }
 upstreams:
   app: { url: "${upstream.url}" }
+auth:
+  providers:
+    mesh:
+      client_cert:
+        allow:
+          - { san_uri: "spiffe://example.org/ns/billing/sa/*", roles: [billing] }
+          - { san_dns: "*.partners.example.com", roles: [reports], scopes: ["reports:read"] }
+        subject_header: X-Client-Subject
+rate_limits:
+  per_cert: { key: credential, limit: 3, window: 1h }
 routes:
   - name: open
     match: { path_prefix: /open }
     upstream: app
+    auth: none
+  - name: billing
+    match: { path_prefix: /billing }
+    upstream: app
+    auth: mesh
+    authorize: { roles_any: [billing] }
+  - name: reports
+    match: { path_prefix: /reports }
+    upstream: app
+    auth: mesh
+    authorize: { scopes_any: ["reports:read"] }
+  - name: limited
+    match: { path_prefix: /limited }
+    upstream: app
+    auth: mesh
+    rate_limit: per_cert
 `);
 });
 
@@ -202,5 +230,82 @@ describe('optional listener without a client_cert provider', () => {
     for (const r of got) expect(r.headers['x-forwarded-client-cert']).toBeUndefined();
     expect(reason(await nodeH2(gw.urls[1]!, path, { cert: good }))).toBe('200');
     expect(seen(path)[5]!.headers['x-forwarded-client-cert']).toContain('URI=spiffe://example.org/ns/billing/sa/api');
+  });
+});
+
+describe('optional listener, routes with a client_cert provider', () => {
+  const cases: [string, () => IssuedCert | undefined, string][] = [
+    ['no certificate', () => undefined, '403 client_cert_required'],
+    ['a certificate of another CA', () => wrongCa, '403 client_cert_untrusted'],
+    ['an expired certificate', () => expired, '403 client_cert_expired'],
+    ['a revoked certificate', () => revoked, '403 client_cert_revoked'],
+    ['a certificate whose SANs no rule allows', () => wrongSan, '403 client_cert_subject_not_allowed'],
+  ];
+  for (const [what, cert, expected] of cases) {
+    it(`${what}: ${expected} (node h1, node h2, curl h1 and h2), nothing forwarded`, async () => {
+      const path = unique('/billing');
+      const url = gw.urls[1]!;
+      const replies = [
+        await nodeH1(url, path, { cert: cert() }),
+        await nodeH2(url, path, { cert: cert() }),
+        await curl(url, path, { cert: cert() }),
+        await curl(url, path, { cert: cert(), http2: true }),
+      ];
+      for (const r of replies) expect(reason(r)).toBe(expected);
+      expect(seen(path)).toHaveLength(0);
+    });
+  }
+
+  it('a good certificate: subject from its SPIFFE ID, roles for authorize, identity headers set by the gateway only', async () => {
+    const path = unique('/billing');
+    const url = gw.urls[1]!;
+    const forged = { 'x-client-subject': 'spiffe://example.org/ns/admin/sa/root', 'x-forwarded-client-cert': 'Hash=00;Subject="CN=admin"' };
+    for (const r of [await nodeH1(url, path, { cert: good, headers: forged }), await nodeH2(url, path, { cert: good, headers: forged }), await curl(url, path, { cert: good, http2: true, headers: forged })]) {
+      expect(reason(r)).toBe('200');
+    }
+    const got = seen(path);
+    expect(got).toHaveLength(3);
+    for (const r of got) {
+      expect(r.headers['x-client-subject']).toBe(SPIFFE_BILLING);
+      expect(r.headers['x-forwarded-client-cert']).toMatch(/^Hash=[0-9a-f]{64};Subject="CN=billing-api";URI=spiffe:/);
+      expect(JSON.stringify(r.rawHeaders)).not.toContain('admin');
+    }
+  });
+
+  it('roles and scopes come from the matching rule: a reports certificate is refused on billing (role_missing), let in on reports', async () => {
+    const billing = unique('/billing');
+    const reports = unique('/reports');
+    expect(reason(await nodeH2(gw.urls[1]!, billing, { cert: reader }))).toBe('403 role_missing');
+    expect(reason(await nodeH1(gw.urls[1]!, reports, { cert: reader }))).toBe('200');
+    expect(reason(await nodeH1(gw.urls[1]!, reports, { cert: good }))).toBe('403 scope_missing');
+    expect(seen(billing)).toHaveLength(0);
+    expect(seen(reports)).toHaveLength(1);
+    expect(seen(reports)[0]!.headers['x-client-subject']).toBe('reports.partners.example.com');
+  });
+
+  it('rate limits keyed on credential count each certificate on its own', async () => {
+    const path = unique('/limited');
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await nodeH1(gw.urls[1]!, path, { cert: reader }) as { status: number }).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(reason(await nodeH1(gw.urls[1]!, path, { cert: good }))).toBe('200');
+  });
+
+  it('a certificate revoked while its connection is open: the new CRL closes the connection and the reconnect is refused (client_cert_revoked)', async () => {
+    const soon = pki.issueClient('soon-revoked', { cn: 'soon-revoked', uris: ['spiffe://example.org/ns/billing/sa/batch'] });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const path = unique('/billing');
+    expect(reason(await nodeH1(gw.urls[1]!, path, { cert: soon, agent }))).toBe('200');
+    pki.revoke(soon.cert);
+    copyFileSync(pki.crl, crlFile);
+    const refused = await waitFor(async () => {
+      const r = await nodeH1(gw.urls[1]!, path, { cert: soon, agent });
+      return 'status' in r && r.status === 403 ? r : null;
+    }, 10_000);
+    expect(reason(refused)).toBe('403 client_cert_revoked');
+    // Other certificates go on working under the new list.
+    expect(reason(await nodeH2(gw.urls[1]!, path, { cert: good }))).toBe('200');
+    expect(gw.stderr() + gw.stdout()).toContain('revocation list reloaded');
+    agent.destroy();
   });
 });
