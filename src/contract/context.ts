@@ -2,6 +2,7 @@
 // share one hidden class; filters write declared fields and never add properties.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { ClientCertificate } from './client-cert.ts';
 import type { Rate } from './rate-limit.ts';
 
 /**
@@ -99,10 +100,10 @@ export class RequestContext {
   /** Machine credential (API key, client certificate) the subject was authenticated with, else null. */
   credential: Credential | null;
   /**
-   * The client's TLS socket on a TLS listener (for HTTP/2, the session's socket), for client-certificate
-   * providers; null on plain HTTP and in tests/`explain`.
+   * The connection's client certificate as the listener verified it (parsed once per connection), on a
+   * listener with `tls.client_ca`; null elsewhere (and when `explain` has none to state).
    */
-  tlsSocket: TLSSocket | null;
+  clientCert: ClientCertificate | null;
   /** Audit action name when the route is audited, else null. */
   audit: string | null;
   /** Tracing span of the request when tracing is on (observability owns its type). */
@@ -146,7 +147,7 @@ export class RequestContext {
     this.subject = null;
     this.claims = null;
     this.credential = null;
-    this.tlsSocket = null;
+    this.clientCert = null;
     this.audit = null;
     this.span = null;
     this.bodyFilter = null;

@@ -8,6 +8,7 @@ import { array, either, object, optional, record, string, withDefault, type Infe
 import { anyOf } from '../auth/any-of.ts';
 import type { AuthProvider } from '../auth/provider.ts';
 import { API_KEY_REASONS, apiKeyProviderSchema, createApiKeyProvider } from './api-key.ts';
+import { CLIENT_CERT_REASONS, clientCertProviderSchema, createClientCertProvider } from './client-cert.ts';
 import { createForwardProvider, FORWARD_AUTH_REASONS, forwardProviderSchema } from './forward-auth.ts';
 import { createJwtProvider, JWT_REASONS, jwtProviderSchema } from './jwt.ts';
 import { createOidcProvider, OIDC_REASONS, oidcProviderSchema } from './oidc.ts';
@@ -35,11 +36,12 @@ const providerSchema = object(
     forward: optional(forwardProviderSchema),
     oidc: optional(oidcProviderSchema),
     api_key: optional(apiKeyProviderSchema),
+    client_cert: optional(clientCertProviderSchema),
   },
   {
-    description: 'An authentication provider: exactly one of `jwt`, `forward`, `oidc`, `api_key`.',
+    description: 'An authentication provider: exactly one of `jwt`, `forward`, `oidc`, `api_key`, `client_cert`.',
     check(v, path, issues) {
-      if ([v.jwt, v.forward, v.oidc, v.api_key].filter((x) => x !== undefined).length !== 1) issues.push({ path, message: 'give exactly one of "jwt", "forward", "oidc", "api_key"' });
+      if ([v.jwt, v.forward, v.oidc, v.api_key, v.client_cert].filter((x) => x !== undefined).length !== 1) issues.push({ path, message: 'give exactly one of "jwt", "forward", "oidc", "api_key", "client_cert"' });
     },
   },
 );
@@ -75,7 +77,7 @@ function refName(ref: ProviderRef): string {
 
 export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
   name: 'auth',
-  reasons: [...new Set([...JWT_REASONS, ...FORWARD_AUTH_REASONS, ...OIDC_REASONS, ...API_KEY_REASONS])],
+  reasons: [...new Set([...JWT_REASONS, ...FORWARD_AUTH_REASONS, ...OIDC_REASONS, ...API_KEY_REASONS, ...CLIENT_CERT_REASONS])],
   stage: 'route',
   globalKey: 'auth',
   globalSchema: authSchema,
@@ -96,6 +98,7 @@ export const auth = defineFilter<AuthConfig, ProviderRef, AuthShared>({
         p.jwt !== undefined ? createJwtProvider(name, p.jwt, [...path, 'jwt'], env)
           : p.oidc !== undefined ? createOidcProvider(name, p.oidc, [...path, 'oidc'], env)
             : p.api_key !== undefined ? createApiKeyProvider(name, p.api_key, [...path, 'api_key'], env)
+            : p.client_cert !== undefined ? createClientCertProvider(name, p.client_cert, [...path, 'client_cert'], env)
             : createForwardProvider(name, p.forward!, [...path, 'forward'], env),
       );
     }

@@ -40,7 +40,20 @@ export const listenerSchema = object({
     ciphers: optional(string({
       description: "Override the profile's cipher list (OpenSSL syntax; TLS 1.3 suites by their TLS_ names). Checked at load; weaker lists are the policy's own risk.",
     })),
-  }, { description: 'Terminate TLS here; ALPN offers h2 and http/1.1.' })),
+    client_ca: optional(string({ description: 'PEM file of the CAs client certificates must chain to (mutual TLS); re-read when it changes. Without it no client certificate is asked for.' })),
+    client_auth: withDefault(oneOf(['require', 'optional'] as const, {
+      description: 'With client_ca: require refuses a connection without a valid certificate at the handshake (no HTTP answer is possible then); optional asks for one, and routes whose auth provider is client_cert refuse requests without a valid one with a precise reason (docs/listeners.md).',
+    }), 'require'),
+    crl: optional(string({ description: 'PEM certificate revocation list(s) checked at the handshake, one current CRL for each CA of the chain; re-read when it changes (open connections are then closed, so clients reconnect and are checked again).' })),
+    forward_client_cert: withDefault(oneOf(['sanitize_set', 'sanitize'] as const, {
+      description: 'X-Forwarded-Client-Cert to the upstream: sanitize_set removes client-sent copies and sets it (Envoy\'s format: Hash, Subject, URI, DNS) for a verified certificate; sanitize only removes. Client-sent copies are always removed.',
+    }), 'sanitize_set'),
+  }, {
+    description: 'Terminate TLS here; ALPN offers h2 and http/1.1.',
+    check(v, path, issues) {
+      if (v.client_ca === undefined && v.crl !== undefined) issues.push({ path: [...path, 'crl'], message: '"crl" needs "client_ca" (revocation is checked for client certificates)' });
+    },
+  })),
   http2: withDefault(boolean({ description: 'Offer HTTP/2 by ALPN on a TLS listener.' }), true),
   redirect_to_https: withDefault(boolean({ description: 'Answer every request with a redirect to https (no routing, no forwarding).' }), false),
   https_port: withDefault(integer({ min: 1, max: 65535, description: 'Port used in redirect targets.' }), 443),

@@ -37,7 +37,16 @@ export const UNTRUSTED_HEADERS: readonly string[] = [
   // internal routing and trust signals of other proxies and frameworks
   'x-envoy-*', 'x-amzn-*', 'x-middleware-subrequest', 'x-invoke-*', 'x-now-*', 'x-vercel-*', 'x-kong-*', 'x-accel-*',
   'x-sendfile-type', 'x-portcullis-*',
+  // the client certificate the gateway verified (also covered by x-forwarded-*, named for the docs)
+  'x-forwarded-client-cert',
 ];
+
+/**
+ * Headers removed from every peer, trusted proxies included, and never kept by `keep_headers`: the
+ * gateway alone states them. X-Forwarded-Client-Cert carries the client certificate the gateway verified
+ * (set only then); a proxy in front cannot vouch for a certificate the gateway did not see.
+ */
+export const GATEWAY_ONLY_HEADERS: readonly string[] = ['x-forwarded-client-cert'];
 
 export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
@@ -120,7 +129,8 @@ export function compileRouteHardening(global: HardeningConfig, route: RouteHarde
   const keepNames = (r.keep_headers ?? global.keep_headers).map((h) => h.toLowerCase());
   const allowUnderscore = (r.underscore_headers ?? global.underscore_headers) === 'allow';
   const allowOverride = (r.method_override ?? global.method_override) === 'allow';
-  const keepMatch = keepNames.length ? headerMatcher(keepNames) : null;
+  const listedKeep = keepNames.length ? headerMatcher(keepNames) : null;
+  const keepMatch = listedKeep === null ? null : (name: string) => listedKeep(name) && !GATEWAY_ONLY_HEADERS.includes(name);
   let keep: ((name: string) => boolean) | null = null;
   if (keepMatch !== null || allowUnderscore || allowOverride) {
     keep = (name) =>
@@ -162,8 +172,8 @@ export function compileScrubber(global: HardeningConfig): (name: string, trusted
   const listed = headerMatcher(patterns);
   // `_` names and method overrides are dropped from every peer (a proxy in front passes a client's on);
   // a route that allows them takes them back (RouteHardening.keep).
-  const override = new Set(METHOD_OVERRIDE_HEADERS);
-  return (name, trustedPeer) => name.includes('_') || (trustedPeer ? override.has(name) : listed(name));
+  const fromEveryPeer = new Set([...METHOD_OVERRIDE_HEADERS, ...GATEWAY_ONLY_HEADERS]);
+  return (name, trustedPeer) => name.includes('_') || (trustedPeer ? fromEveryPeer.has(name) : listed(name));
 }
 
 /** The method a method-override signal names, or null: headers first, then `_method` in the query. */

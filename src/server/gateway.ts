@@ -12,6 +12,7 @@ import type { Telemetry } from '../contract/telemetry.ts';
 import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../config/cidr.ts';
+import { CLIENT_CERT_HEADER, clientCertOf } from '../proxy/client-cert.ts';
 import { RequestContext, type ResponseHead } from '../contract/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
 import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
@@ -116,6 +117,7 @@ export class Gateway implements ForwardSink {
     ctx.clientIp = identity.clientIp;
     ctx.peerTrusted = identity.trusted;
     if (identity.proto !== null) ctx.scheme = identity.proto;
+    ctx.clientCert = clientCertOf(req.socket);
     ctx.upstreamHeaders = upstreamHeadersFrom(req.headers, identity.trusted, policy.scrub, ctx);
     for (const o of this.observers) o.onRequestStart?.(ctx);
     return { ctx, identity };
@@ -216,6 +218,7 @@ export class Gateway implements ForwardSink {
     delete headers.expect; // answered here: 100 Continue goes out only once the filters let the request in
     if (headers.host === undefined) headers.host = ctx.authority;
     setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+    if (ctx.clientCert !== null) setClientCertHeader(ctx);
     if (expectContinue) (res as ServerResponse).writeContinue();
     for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
@@ -266,6 +269,7 @@ export class Gateway implements ForwardSink {
       if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
       if (route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
       setForwardingHeaders(ctx.upstreamHeaders, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+      if (ctx.clientCert !== null) setClientCertHeader(ctx);
       for (const o of this.observers) o.onForward?.(ctx, route.upstream);
       proxyUpgrade(ctx, route.upstream, socket, head, res, this);
     };
@@ -346,6 +350,15 @@ export class Gateway implements ForwardSink {
     this.#inflight--;
     if (this.#inflight === 0 && this.#idleWaiters.length) for (const w of this.#idleWaiters.splice(0)) w();
   }
+}
+
+/**
+ * X-Forwarded-Client-Cert for a certificate the listener verified and that is still valid now (a session
+ * may outlive its certificate). Client-sent copies were scrubbed before any filter ran (hardening.ts).
+ */
+function setClientCertHeader(ctx: RequestContext): void {
+  const cert = ctx.clientCert!;
+  if (cert.xfcc !== null && Date.now() < cert.validTo) ctx.upstreamHeaders[CLIENT_CERT_HEADER] = cert.xfcc;
 }
 
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */

@@ -7,10 +7,12 @@ import { constants as http2constants, createSecureServer, type Http2SecureServer
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { randomUUID } from 'node:crypto';
+import { constants as cryptoConstants, randomUUID } from 'node:crypto';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Limits, Listener } from '../policy/compile.ts';
 import { addAnswerHeaders, answerHeaderLines, problemBody } from '../proxy/answer.ts';
 import { guardChunkedBody } from '../proxy/chunked.ts';
+import { markClientCertSocket, type ClientCertSettings } from '../proxy/client-cert.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { wantsWebSocket } from '../proxy/websocket.ts';
 import type { Gateway } from './gateway.ts';
@@ -106,13 +108,46 @@ function tooManyHeaders(req: IncomingMessage, max: number): boolean {
   return req.rawHeaders.length > max * 2;
 }
 
+type ListenerTls = NonNullable<Listener['tls']>;
+
 interface TlsFiles {
   cert: Buffer;
   key: Buffer;
+  /** Client CAs and revocation lists (mutual TLS), when configured. */
+  ca?: Buffer;
+  crl?: Buffer;
 }
 
-function readTls(tls: { cert: string; key: string }): TlsFiles {
-  return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+function readTls(tls: ListenerTls): TlsFiles {
+  const files: TlsFiles = { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  if (tls.client_ca !== undefined) files.ca = readFileSync(tls.client_ca);
+  if (tls.crl !== undefined) files.crl = readFileSync(tls.crl);
+  return files;
+}
+
+const same = (a: Buffer | undefined, b: Buffer | undefined) => (a === undefined ? b === undefined : b !== undefined && a.equals(b));
+
+/**
+ * Everything a secure context of the listener is made with, at start and on each reload (setSecureContext
+ * replaces the whole context). Client certificates: `ca` is what they must chain to; with `crl` Node sets
+ * OpenSSL's CRL checks for the chain, so a revoked certificate fails the handshake's verification
+ * (CERT_REVOKED). On those listeners renegotiation is refused (SSL_OP_NO_RENEGOTIATION): a client
+ * certificate is only ever asked for in the first handshake, never by renegotiating into one.
+ */
+function secureContextOf(files: TlsFiles, tls: ListenerTls): SecureContextOptions {
+  const options: SecureContextOptions = { cert: files.cert, key: files.key, ...tlsContextOptions(tls) };
+  if (files.ca !== undefined) {
+    options.ca = files.ca;
+    options.secureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+  }
+  if (files.crl !== undefined) options.crl = files.crl;
+  return options;
+}
+
+/** Server options for client certificates: asked for when client_ca is set, enforced at the handshake with `require`. */
+function clientCertOptions(tls: ListenerTls): { requestCert: boolean; rejectUnauthorized: boolean } {
+  if (tls.client_ca === undefined) return { requestCert: false, rejectUnauthorized: false };
+  return { requestCert: true, rejectUnauthorized: tls.client_auth === 'require' };
 }
 
 /**
@@ -218,8 +253,8 @@ export async function startListener(
     files = readTls(config.tls);
     if (config.http2) {
       server = createSecureServer({
-        ...files,
-        ...tlsContextOptions(config.tls),
+        ...secureContextOf(files, config.tls),
+        ...clientCertOptions(config.tls),
         allowHTTP1: true,
         maxSessionMemory: 10,
         settings: { maxConcurrentStreams: 128, maxHeaderListSize: limits.max_header_size },
@@ -232,7 +267,7 @@ export async function startListener(
         maxSessionRejectedStreams: 100,
       });
     } else {
-      server = createHttpsServer({ ...files, ...tlsContextOptions(config.tls), ...serverOptions });
+      server = createHttpsServer({ ...secureContextOf(files, config.tls), ...clientCertOptions(config.tls), ...serverOptions });
     }
   } else {
     server = createHttpServer(serverOptions);
@@ -270,6 +305,39 @@ export async function startListener(
     /* a broken HTTP/2 session is closed by node; nothing to answer */
   });
 
+  const sockets = new Set<Duplex>();
+  const sessions = new Set<ServerHttp2Session>();
+
+  // Client certificates: each connection is marked with the listener's settings; its certificate is read
+  // once, by its first request (src/proxy/client-cert.ts). A `require` listener refuses at the handshake,
+  // where no HTTP answer can be given: the reason goes to the log (debug: scanners would flood info).
+  const clientCerts: ClientCertSettings | null = config.tls?.client_ca !== undefined ? Object.freeze({ forward: config.tls.forward_client_cert === 'sanitize_set' }) : null;
+  if (clientCerts !== null) {
+    server.on('secureConnection', (socket: TLSSocket) => markClientCertSocket(socket, clientCerts));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      log.debug({ listener: config.name ?? config.address, remote: socket.remoteAddress, code: err.code, err: err.message }, 'TLS handshake refused');
+    });
+  }
+
+  /**
+   * After client_ca or the CRL changed, connections verified against the old files must not go on: HTTP/2
+   * sessions get GOAWAY (streams in flight finish), idle HTTP/1.1 connections close, busy ones close after
+   * the response in progress. Clients reconnect and their new handshake is checked against the new files
+   * (the new secure context also has new session-ticket keys, so no old session can be resumed).
+   */
+  const closeVerifiedConnections = () => {
+    for (const session of sessions) session.close();
+    for (const sock of sockets) {
+      if ((sock as TLSSocket).alpnProtocol === 'h2') continue; // its session was closed above
+      const inProgress = (sock as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (!inProgress) sock.destroy();
+      else {
+        inProgress.shouldKeepAlive = false;
+        inProgress.once('finish', () => sock.end());
+      }
+    }
+  };
+
   // Certificate hot reload: poll the files (works across Kubernetes' symlink swaps of Secret volumes).
   const watched: string[] = [];
   if (config.tls && files) {
@@ -277,22 +345,27 @@ export async function startListener(
     const reloadCerts = () => {
       try {
         const next = readTls(tls);
-        if (files && next.cert.equals(files.cert) && next.key.equals(files.key)) return;
-        (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key, ...tlsContextOptions(tls), ...(config.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}) });
+        const prev = files!;
+        const trustChanged = !same(next.ca, prev.ca) || !same(next.crl, prev.crl);
+        if (next.cert.equals(prev.cert) && next.key.equals(prev.key) && !trustChanged) return;
+        (server as HttpsServer).setSecureContext({ ...secureContextOf(next, tls), ...(config.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}) });
         files = next;
-        log.info({ listener: config.name ?? config.address }, 'TLS certificate reloaded');
+        if (trustChanged) {
+          closeVerifiedConnections();
+          log.info({ listener: config.name ?? config.address }, 'TLS client CA / revocation list reloaded; open connections closed so clients are verified again');
+        } else {
+          log.info({ listener: config.name ?? config.address }, 'TLS certificate reloaded');
+        }
       } catch (err) {
         log.error({ listener: config.name ?? config.address, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous one');
       }
     };
-    for (const f of [tls.cert, tls.key]) {
+    for (const f of [tls.cert, tls.key, tls.client_ca, tls.crl]) {
+      if (f === undefined) continue;
       watchFile(f, { interval: 1000, persistent: false }, reloadCerts);
       watched.push(f);
     }
   }
-
-  const sockets = new Set<Duplex>();
-  const sessions = new Set<ServerHttp2Session>();
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
