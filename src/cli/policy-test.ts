@@ -8,7 +8,9 @@ import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { parseDuration } from '../config/schema.ts';
 import { runChain } from '../filters/chain.ts';
 import { Metrics } from '../observability/metrics.ts';
+import type { ClientCertificate, ClientCertProblem } from '../contract/client-cert.ts';
 import { RequestContext } from '../contract/context.ts';
+import { statedClientCertificate } from '../proxy/client-cert.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest } from '../server/admission.ts';
@@ -24,6 +26,8 @@ export interface SimulatedRequest {
   host?: string;
   headers?: Record<string, string>;
   clientIp?: string;
+  /** The connection's client certificate (as a listener with client_ca verified it), or none. */
+  clientCert?: ClientCertificate | null;
 }
 
 export interface Outcome {
@@ -44,6 +48,7 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   headers.host = host;
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', 'https', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
+  ctx.clientCert = req.clientCert ?? null;
   const answer = (status: number, reason: string, filter: string, extra: Record<string, string | string[] | undefined> = {}): Outcome =>
     ({ status, reason, filter, headers: { ...ctx.responseHeaders, ...extra }, ctx });
   if (policy.globalRequest !== null) {
@@ -152,6 +157,24 @@ function providerFor(policy: CompiledPolicy, method: string, path: string, host:
   return names.length === 1 ? names[0] : undefined;
 }
 
+const CERT_STATES: Record<string, ClientCertProblem | null> = {
+  verified: null, untrusted: 'client_cert_untrusted', expired: 'client_cert_expired', revoked: 'client_cert_revoked',
+};
+
+/**
+ * A case's `client_cert: { cn, dns, uris, state }`: the certificate the connection presented, as the
+ * listener verified it (state verified by default; untrusted, expired, revoked), or `none`.
+ */
+function statedCert(v: unknown): ClientCertificate | null | string {
+  if (v === 'none' || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) return '"client_cert" must be none or { cn, dns, uris, state }';
+  const o = v as Record<string, unknown>;
+  const list = (x: unknown): string[] | undefined => (x === undefined ? undefined : (Array.isArray(x) ? x : [x]).map(String));
+  const state = str(o.state) ?? 'verified';
+  if (!(state in CERT_STATES)) return `"client_cert.state" must be one of ${Object.keys(CERT_STATES).join(', ')}`;
+  return statedClientCertificate({ cn: str(o.cn), dns: list(o.dns), uris: list(o.uris) }, CERT_STATES[state]!);
+}
+
 export async function runPolicyTests(policyFile: string, casesFile: string): Promise<{ ok: boolean; output: string; results: CaseResult[] }> {
   const text = readFileSync(casesFile, 'utf8');
   const lineCounter = new LineCounter();
@@ -213,7 +236,16 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
           headers.authorization = `Bearer ${token}`;
         }
       }
-      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers });
+      let clientCert: ClientCertificate | null = null;
+      if (c.client_cert !== undefined) {
+        const stated = statedCert(c.client_cert);
+        if (typeof stated === 'string') {
+          fail(stated);
+          continue;
+        }
+        clientCert = stated;
+      }
+      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers, clientCert });
       const expect = c.expect;
       const got = out.reason === null ? 'allowed' : `${out.status} ${out.reason}`;
       if (expect === 'allowed' || expect === 'allow') {
