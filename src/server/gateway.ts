@@ -13,7 +13,7 @@ import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../proxy/cidr.ts';
 import { RequestContext, type ResponseHead } from '../proxy/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
-import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
+import { finishUpstreamRequest, identifyClient, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
@@ -220,10 +220,8 @@ export class Gateway implements ForwardSink {
     if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
     const upstream = route.upstream;
     if (upstream === null) return this.#refuse(ctx, res, 404, 'route_not_found');
-    const headers = ctx.upstreamHeaders;
-    delete headers.expect; // answered here: 100 Continue goes out only once the filters let the request in
-    if (headers.host === undefined) headers.host = ctx.authority;
-    setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+    // Expect is answered here: 100 Continue goes out only once the filters let the request in.
+    finishUpstreamRequest(ctx, upstream.http2);
     if (expectContinue) (res as ServerResponse).writeContinue();
     for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
@@ -273,7 +271,7 @@ export class Gateway implements ForwardSink {
       }
       if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
       if (route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
-      setForwardingHeaders(ctx.upstreamHeaders, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+      finishUpstreamRequest(ctx, false);
       for (const o of this.observers) o.onForward?.(ctx, route.upstream);
       proxyUpgrade(ctx, route.upstream, socket, head, res, this);
     };
