@@ -7,7 +7,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import { chunkGuardOf, type ChunkedBodyGuard } from './chunked.ts';
 import type { RequestContext, ResponseHead } from '../contract/context.ts';
-import { responseHeadersFrom } from './headers.ts';
+import { responseHeadersFrom, upstreamTarget } from './headers.ts';
 import type { QueuedDispatch, Target } from './balancer.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -309,17 +309,12 @@ export function forward(
     sink.fail(ctx, res, 503, 'no_healthy_upstream');
     return;
   }
-  if (upstream.http2) {
-    // gRPC needs `te: trailers` end to end; HTTP/2 allows exactly that value of this hop-by-hop header.
-    const te = ctx.requestHeaders.te;
-    if (typeof te === 'string' && /\btrailers\b/i.test(te)) ctx.upstreamHeaders.te = 'trailers';
-  }
   const bodyPresent = hasBody(req);
   const guard = bodyPresent ? chunkGuardOf(req) : undefined;
   let body: AsyncIterable<Buffer> | null = !bodyPresent ? null : guard === undefined ? limitedBody(req, route.maxBodySize) : guardedBody(req, route.maxBodySize, guard);
   if (body !== null && ctx.bodyFilter !== null) body = ctx.bodyFilter(ctx, body);
   const options: Dispatcher.DispatchOptions = {
-    path: ctx.query === '' ? (ctx.upstreamPath ?? ctx.path) : (ctx.upstreamPath ?? ctx.path) + ctx.query,
+    path: upstreamTarget(ctx),
     method: ctx.method as Dispatcher.HttpMethod,
     headers: ctx.upstreamHeaders as Record<string, string | string[]>,
     // undici streams async iterables (with backpressure) though its types list only Readable.

@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { CidrSet } from '../config/cidr.ts';
 import { canonicalAddress } from '../config/cidr.ts';
 import type { HeaderMap, RequestContext } from '../contract/context.ts';
+import { CLIENT_CERT_HEADER } from './client-cert.ts';
 
 /** RFC 9110 7.6.1 connection-specific fields, plus those HTTP/2 forbids and proxies must not pass. */
 export const HOP_BY_HOP = new Set([
@@ -128,4 +129,33 @@ export function setForwardingHeaders(out: HeaderMap, peerIp: string, trusted: bo
   out['x-forwarded-proto'] = scheme;
   // A trusted proxy's X-Forwarded-Host names the host the client addressed; keep it.
   if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = host;
+}
+
+/** The request target sent upstream: the rewritten path (or the normalized one) and the query. */
+export function upstreamTarget(ctx: RequestContext): string {
+  const path = ctx.upstreamPath ?? ctx.path;
+  return ctx.query === '' ? path : path + ctx.query;
+}
+
+/**
+ * Makes `ctx.upstreamHeaders` the headers the upstream gets, once the filters are done: `Expect` removed
+ * (the gateway answers 100-continue itself), `Host` the client's unless a filter set one, X-Forwarded-*,
+ * and `te: trailers` for HTTP/2 upstreams (gRPC). The gateway calls it before forwarding and `explain`
+ * calls it to show the same request, so the two cannot drift. Returns the request target.
+ */
+export function finishUpstreamRequest(ctx: RequestContext, http2Upstream: boolean): string {
+  const headers = ctx.upstreamHeaders;
+  delete headers.expect;
+  if (headers.host === undefined) headers.host = ctx.authority;
+  setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
+  // The verified client certificate, while it is valid (a certificate may expire while its connection
+  // lives on); client-sent copies were removed with the untrusted headers.
+  const cert = ctx.clientCert;
+  if (cert !== null && cert.xfcc !== null && Date.now() < cert.validTo) headers[CLIENT_CERT_HEADER] = cert.xfcc;
+  if (http2Upstream) {
+    // gRPC needs `te: trailers` end to end; HTTP/2 allows exactly that value of this hop-by-hop header.
+    const te = ctx.requestHeaders.te;
+    if (typeof te === 'string' && /\btrailers\b/i.test(te)) headers.te = 'trailers';
+  }
+  return upstreamTarget(ctx);
 }

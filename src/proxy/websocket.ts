@@ -11,7 +11,7 @@ import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { ForwardSink } from './forwarder.ts';
-import { HOP_BY_HOP, responseHeadersFrom } from './headers.ts';
+import { HOP_BY_HOP, responseHeadersFrom, upstreamTarget } from './headers.ts';
 import type { Upstream } from './upstream.ts';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -61,7 +61,7 @@ export function proxyUpgrade(ctx: RequestContext, upstream: Upstream, client: Du
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(url.port) || (https ? 443 : 80),
     method: 'GET',
-    path: (ctx.upstreamPath ?? ctx.path) + ctx.query,
+    path: upstreamTarget(ctx),
     headers,
     agent: false as const,
     // Idle time until the upstream answers the handshake (the connection's own limit is connect_timeout).

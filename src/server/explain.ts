@@ -8,7 +8,9 @@ import { isIP } from 'node:net';
 import type { CompiledPolicy, CompiledRoute } from '../policy/compile.ts';
 import type { Deny } from '../contract/filter.ts';
 import { RequestContext } from '../contract/context.ts';
-import { upstreamHeadersFrom } from '../proxy/headers.ts';
+import { finishUpstreamRequest, upstreamHeadersFrom } from '../proxy/headers.ts';
+import type { HeaderMap } from '../contract/context.ts';
+import { runChain } from '../filters/chain.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest, type Refusal } from './admission.ts';
 import { hostname } from './gateway.ts';
@@ -58,6 +60,24 @@ export function describeGlobalFilters(policy: CompiledPolicy): Record<string, un
 /** Every route of the policy (`portcullis explain FILE`). */
 export function explainPolicy(policy: CompiledPolicy): Record<string, unknown> {
   return { policy: policy.file, mode: policy.mode, hash: policy.hash, global_filters: describeGlobalFilters(policy), routes: policy.routes.map(describeRoute) };
+}
+
+/**
+ * The request the upstream gets, as the gateway builds it (finishUpstreamRequest): target, Host, and the
+ * headers added or changed (with their values) and removed, against what the client sent. Transport
+ * headers undici writes itself (`connection: keep-alive`, a body's framing) are not in it.
+ */
+export function describeUpstreamRequest(method: string, target: string, sent: Readonly<HeaderMap>, upstream: Readonly<HeaderMap>, requestId: string): Record<string, unknown> {
+  const added: Record<string, string | string[]> = {};
+  const removed: string[] = [];
+  for (const name in upstream) {
+    const v = upstream[name];
+    if (v === undefined || JSON.stringify(v) === JSON.stringify(sent[name])) continue;
+    // A request id the gateway generated is new on every request: say so rather than show one of them.
+    added[name] = v === requestId && sent[name] === undefined ? '(generated per request)' : v;
+  }
+  for (const name in sent) if (upstream[name] === undefined) removed.push(name);
+  return { method, target, host: upstream.host, headers_added: added, headers_removed: removed.sort() };
 }
 
 /** Runs the route's filters one by one on `ctx`, recording each verdict; stops at the first refusal. */
@@ -111,8 +131,14 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   if (routed.route === null) return { request, normalized, global_filters: global, answer: { status: routed.refusal.status, reason: routed.refusal.reason, filter: 'gateway', headers: routed.refusal.headers } };
   const route = routed.route;
 
+  const sent: HeaderMap = { ...headers }; // the client's headers, before the scrubber removes any
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', parsed.protocol === 'https:' ? 'https' : 'http', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
+  // The global filters run first in the gateway too (the request id it forwards).
+  if (policy.globalRequest !== null) {
+    const d = await runChain(policy.globalRequest, policy.globalNames, ctx);
+    if (d !== undefined) return { request, normalized, global_filters: global, answer: { status: d.status, reason: d.reason, filter: ctx.deny?.filter ?? 'gateway' } };
+  }
   ctx.path = target.path;
   ctx.query = target.query;
   ctx.host = host;
@@ -138,7 +164,10 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
   if (deny !== null) out.answer = { status: deny.status, reason: deny.reason, filter: deny.filter };
   else if (route.respond !== null) out.answer = { status: route.respond.status, reason: route.respond.reason, filter: 'respond', ...(route.respond.body !== null ? { body: route.respond.body.toString('utf8'), content_type: route.respond.contentType } : {}) };
   else if (route.upstream === null) out.answer = { status: 404, reason: 'route_not_found', filter: 'gateway' };
-  else out.answer = { forward: route.upstream.name };
+  else {
+    out.answer = { forward: route.upstream.name };
+    out.upstream_request = describeUpstreamRequest(method, finishUpstreamRequest(ctx, route.upstream.http2), sent, ctx.upstreamHeaders, ctx.id);
+  }
   if (refused !== null) out.hardening = { status: refused.status, reason: refused.reason, mode: 'report: logged, not refused' };
   return out;
 }

@@ -12,10 +12,10 @@ import type { Telemetry } from '../contract/telemetry.ts';
 import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../config/cidr.ts';
-import { CLIENT_CERT_HEADER, clientCertOf } from '../proxy/client-cert.ts';
+import { clientCertOf } from '../proxy/client-cert.ts';
 import { RequestContext, type ResponseHead } from '../contract/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
-import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
+import { finishUpstreamRequest, identifyClient, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
@@ -214,11 +214,8 @@ export class Gateway implements ForwardSink {
     if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
     const upstream = route.upstream;
     if (upstream === null) return this.#refuse(ctx, res, 404, 'route_not_found');
-    const headers = ctx.upstreamHeaders;
-    delete headers.expect; // answered here: 100 Continue goes out only once the filters let the request in
-    if (headers.host === undefined) headers.host = ctx.authority;
-    setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
-    if (ctx.clientCert !== null) setClientCertHeader(ctx);
+    // Expect is answered here: 100 Continue goes out only once the filters let the request in.
+    finishUpstreamRequest(ctx, upstream.http2);
     if (expectContinue) (res as ServerResponse).writeContinue();
     for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
@@ -268,8 +265,7 @@ export class Gateway implements ForwardSink {
       }
       if (route.respond !== null) return writeDirect(ctx, res, route.respond, this.#finishHead);
       if (route.upstream === null) return this.#refuse(ctx, res, 404, 'upgrade_not_allowed');
-      setForwardingHeaders(ctx.upstreamHeaders, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
-      if (ctx.clientCert !== null) setClientCertHeader(ctx);
+      finishUpstreamRequest(ctx, false);
       for (const o of this.observers) o.onForward?.(ctx, route.upstream);
       proxyUpgrade(ctx, route.upstream, socket, head, res, this);
     };
@@ -356,11 +352,6 @@ export class Gateway implements ForwardSink {
  * X-Forwarded-Client-Cert for a certificate the listener verified and that is still valid now (a session
  * may outlive its certificate). Client-sent copies were scrubbed before any filter ran (hardening.ts).
  */
-function setClientCertHeader(ctx: RequestContext): void {
-  const cert = ctx.clientCert!;
-  if (cert.xfcc !== null && Date.now() < cert.validTo) ctx.upstreamHeaders[CLIENT_CERT_HEADER] = cert.xfcc;
-}
-
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */
 export function hostname(authority: string): string {
   let end = authority.length;
