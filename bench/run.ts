@@ -281,7 +281,7 @@ async function main(): Promise<void> {
     const stopSetup = scenario.setup ? await scenario.setup(ctx) : null;
     const gw = await startPortcullis(scenario.policy(ctx), scenario.env?.(ctx) ?? {});
     const load = scenario.load ? await scenario.load(ctx) : {};
-    const r = await measure(gw.url + '/', load);
+    const r = await measure((scenario.scheme === 'https' ? gw.url.replace(/^http:/, 'https:') : gw.url) + '/', load);
     results.push(summary(scenario.name, 'scenario', r, { description: scenario.description, target: scenario.target, pairedPassthrough: paired }));
     process.stdout.write(`    (paired passthrough ${paired} req/s: ${(r.requests.average / paired).toFixed(2)}x)\n`);
     await stop(gw.proc);

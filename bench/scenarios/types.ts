@@ -17,6 +17,8 @@ export interface Scenario {
   description: string;
   /** The policy YAML. Use `${LISTEN}` for the listener address and `${ADMIN}` for the admin address. */
   policy(ctx: BenchContext): string;
+  /** The listener the policy declares is TLS: the load goes to https:// (default http). */
+  scheme?: 'http' | 'https';
   /** autocannon options merged over the defaults (headers, method, body, requests...). */
   load?(ctx: BenchContext): Promise<Partial<Options>> | Partial<Options>;
   /** Environment of the gateway process. */
