@@ -36,6 +36,14 @@ export interface DenyRecord {
   reason: string;
 }
 
+/**
+ * Records a deny that a filter in report mode (`mode: report`) did not give: the request goes on, and the
+ * end-of-request telemetry counts it (`portcullis_reported_denies_total`) and logs it (`reported`).
+ */
+export function reportDeny(ctx: RequestContext, filter: string, reason: string): void {
+  (ctx.reported ??= []).push({ filter, reason });
+}
+
 /** The machine credential a request was authenticated with (API key, client certificate): never the secret. */
 export interface Credential {
   /** Stable id for rate-limit keys and logs: `api_key:PROVIDER:KEY_ID`, `client_cert:PROVIDER:SHA256`. */
@@ -82,6 +90,8 @@ export class RequestContext {
   upstreamDurationMs: number;
   /** Why the gateway answered itself (deny or failure), null when forwarded. */
   deny: DenyRecord | null;
+  /** Denies of filters in report mode: what would have been refused, and was let through; else null. */
+  reported: DenyRecord[] | null;
   /** Authenticated subject (JWT `sub`, forward-auth user), null when anonymous. */
   subject: string | null;
   /** Verified claims of the request's token, null when none. */
@@ -133,6 +143,7 @@ export class RequestContext {
     this.upstreamStatus = 0;
     this.upstreamDurationMs = -1;
     this.deny = null;
+    this.reported = null;
     this.subject = null;
     this.claims = null;
     this.credential = null;

@@ -51,6 +51,20 @@ routes:
     expect(out).toContain('policy.yaml:8:41: unknown key "status_4xx" (did you mean "status_5xx"?)');
   });
 
+  it('positions errors in the report-mode keys of ip_rules, cors and body', () => {
+    const out = problems(BASE + `routes:
+  - match: { path_prefix: / }
+    upstream: app
+    ip_rules: { allow: [10.0.0.0/8], mode: shadow }
+    cors: { origins: [https://a.example.com], mode: dry-run }
+    body: { content_types: [application/json], mode: Report }
+`);
+    expect(out.length).toBe(3);
+    expect(out[0]).toMatch(/^policy\.yaml:9:44: /);
+    expect(out[1]).toMatch(/^policy\.yaml:10:53: /);
+    expect(out[2]).toMatch(/^policy\.yaml:11:54: /);
+  });
+
   it('names an unknown key with its position and the nearest valid key', () => {
     const out = problems(BASE + 'routes:\n  - match: { path_prefx: / }\n    upstream: app\n');
     expect(out).toEqual(['policy.yaml:7:14: unknown key "path_prefx" (did you mean "path_prefix"?)']);
