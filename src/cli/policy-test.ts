@@ -8,8 +8,8 @@ import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
 import { parseDuration } from '../config/schema.ts';
 import { runChain } from '../filters/chain.ts';
 import { Metrics } from '../observability/metrics.ts';
+import { reportDeny, RequestContext } from '../contract/context.ts';
 import type { ClientCertificate, ClientCertProblem } from '../contract/client-cert.ts';
-import { RequestContext } from '../contract/context.ts';
 import { statedClientCertificate } from '../proxy/client-cert.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
@@ -71,6 +71,7 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   const refused = hardeningRefusal(policy, route, ctx, routed.method);
   if (refused !== null && !route.hardening.report) return answer(refused.status, refused.reason, 'gateway', refused.headers);
   if (refused === null) restoreKeptHeaders(route, ctx);
+  else reportDeny(ctx, 'gateway', refused.reason);
   if (route.request !== null) {
     const d = await runChain(route.request, route.requestNames, ctx);
     if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
@@ -246,6 +247,15 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
         clientCert = stated;
       }
       const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers, clientCert });
+      // `reported: REASON | [REASONS] | none`: the denies of filters in report mode the request gets.
+      if (c.reported !== undefined) {
+        const want = c.reported === 'none' || c.reported === null ? [] : (Array.isArray(c.reported) ? c.reported : [c.reported]).map(String);
+        const got = (out.ctx?.reported ?? []).map((r) => r.reason);
+        if (JSON.stringify(want) !== JSON.stringify(got)) {
+          fail(`expected reported ${want.length ? want.join(', ') : 'none'}, got ${got.length ? got.join(', ') : 'none'}`);
+          continue;
+        }
+      }
       const expect = c.expect;
       const got = out.reason === null ? 'allowed' : `${out.status} ${out.reason}`;
       if (expect === 'allowed' || expect === 'allow') {

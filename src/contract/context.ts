@@ -1,7 +1,6 @@
 // The one per-request object. Every field is assigned in the constructor (null included) so all contexts
 // share one hidden class; filters write declared fields and never add properties.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import type { ClientCertificate } from './client-cert.ts';
 import type { Rate } from './rate-limit.ts';
 
@@ -45,6 +44,14 @@ export class BodyRejectedError extends Error {
 export interface DenyRecord {
   filter: string;
   reason: string;
+}
+
+/**
+ * Records a deny that a filter in report mode (`mode: report`) did not give: the request goes on, and the
+ * end-of-request telemetry counts it (`portcullis_reported_denies_total`) and logs it (`reported`).
+ */
+export function reportDeny(ctx: RequestContext, filter: string, reason: string): void {
+  (ctx.reported ??= []).push({ filter, reason });
 }
 
 /** The machine credential a request was authenticated with (API key, client certificate): never the secret. */
@@ -93,6 +100,8 @@ export class RequestContext {
   upstreamDurationMs: number;
   /** Why the gateway answered itself (deny or failure), null when forwarded. */
   deny: DenyRecord | null;
+  /** Denies of filters in report mode: what would have been refused, and was let through; else null. */
+  reported: DenyRecord[] | null;
   /** Authenticated subject (JWT `sub`, forward-auth user), null when anonymous. */
   subject: string | null;
   /** Verified claims of the request's token, null when none. */
@@ -144,6 +153,7 @@ export class RequestContext {
     this.upstreamStatus = 0;
     this.upstreamDurationMs = -1;
     this.deny = null;
+    this.reported = null;
     this.subject = null;
     this.claims = null;
     this.credential = null;

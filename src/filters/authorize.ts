@@ -6,6 +6,7 @@ import { array, dispatch, either, object, oneOf, optional, record, string, withD
 import { claimAccessor, type AuthProvider } from '../auth/provider.ts';
 import { providerOfRoute } from './auth.ts';
 import { defineFilter, type Deny } from '../contract/filter.ts';
+import { reportDeny } from '../contract/context.ts';
 
 export const AUTHORIZE_REASONS = ['role_missing', 'scope_missing', 'claim_mismatch', 'method_not_allowed_for_role'] as const;
 type Reason = (typeof AUTHORIZE_REASONS)[number];
@@ -118,6 +119,7 @@ export const authorize = defineFilter<undefined, AuthorizeConfig, undefined>({
         if (reason === null) return undefined;
         if (report) {
           reported.inc({ route: routeName, reason });
+          reportDeny(ctx, 'authorize', reason);
           log.info({ request_id: ctx.id, route: routeName, reason, subject: ctx.subject }, 'authorize (report mode) would deny');
           return undefined;
         }

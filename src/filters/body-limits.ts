@@ -7,10 +7,10 @@
 //    refused under any non-executable type (415 `part_content_mismatch`); part count and part size limits.
 // Parts are checked while the body streams: the bytes of a part are held back until its headers and
 // first bytes passed, so the upstream never receives a refused part (it sees an aborted request).
-import { array, boolean, integer, object, optional, size, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import { BodyRejectedError, type BodyFilter, type RequestContext } from '../contract/context.ts';
+import { array, boolean, integer, object, oneOf, optional, size, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { BodyRejectedError, reportDeny, type BodyFilter, type RequestContext } from '../contract/context.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
-import { defineFilter, deny, type CompileEnv } from '../contract/filter.ts';
+import { defineFilter, deny, type CompileEnv, type Deny } from '../contract/filter.ts';
 
 const MEDIA_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/i;
 const SNIFF_BYTES = 16;
@@ -35,6 +35,7 @@ const bodyPolicySchema = object(
       description: 'Media types a request body may have; a body without Content-Type is refused too. Any when absent.',
     })),
     multipart: optional(multipartSchema),
+    mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: a body these rules would refuse (its type, a multipart part) is forwarded whole, and the refusal counted and logged as a reported deny. The size limit (max_body_size) is always enforced.' }), 'enforce'),
   },
   { description: 'Request body rules of a route; the size limit is the route\'s max_body_size.' },
 );
@@ -325,6 +326,60 @@ function multipartInspector(rules: CompiledBody): BodyFilter {
   };
 }
 
+/**
+ * Report mode of the multipart inspector: every chunk goes on as it arrives, and the inspector reads the
+ * same chunks beside it (its output is dropped). Its refusal is recorded as a reported deny and it stops.
+ */
+function reportingInspector(inspect: BodyFilter): BodyFilter {
+  return async function* report(ctx: RequestContext, body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const queue: Buffer[] = [];
+    let ended = false;
+    let stopped = false;
+    let complete = false;
+    let wake: (() => void) | null = null;
+    const copy: AsyncIterable<Buffer> = {
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          const chunk = queue.shift();
+          if (chunk !== undefined) yield chunk;
+          else if (ended) return;
+          else await new Promise<void>((r) => (wake = r));
+        }
+      },
+    };
+    const inspected = (async () => {
+      for await (const _ of inspect(ctx, copy)) void _;
+    })().catch((err: unknown) => {
+      stopped = true;
+      queue.length = 0;
+      if (!(err instanceof BodyRejectedError)) throw err;
+      if (!complete && ended) return; // the upload was abandoned: not the body's fault
+      if (ctx.deny !== null && ctx.deny.filter === 'body_limits') ctx.deny = null;
+      reportDeny(ctx, 'body_limits', err.reason);
+    });
+    const push = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    try {
+      for await (const chunk of body) {
+        if (!stopped) {
+          queue.push(chunk);
+          push();
+        }
+        yield chunk;
+      }
+      complete = true;
+    } finally {
+      ended = true;
+      push();
+    }
+    // The verdict on the whole body (a missing close delimiter) is recorded before the body ends.
+    await inspected;
+  };
+}
+
 function hasBody(ctx: RequestContext): boolean {
   const h = ctx.requestHeaders;
   if (h['transfer-encoding'] !== undefined) return true;
@@ -351,30 +406,38 @@ export const bodyLimits = defineFilter<Record<string, BodyPolicyConfig>, string 
     const rules = resolveRef(config, shared, (c, p) => compileBodyPolicy(c, p, env), [...routePath, 'body'], env, 'body');
     if (rules === null) return null;
     const { contentTypes, partTypes } = rules;
-    const inspector = partTypes !== null ? multipartInspector(rules) : null;
+    const reportMode = rules.config.mode === 'report';
+    const inspector = partTypes === null ? null : reportMode ? reportingInspector(multipartInspector(rules)) : multipartInspector(rules);
     const UNSUPPORTED = deny(415, 'unsupported_media_type', 'this route does not accept a body of this type');
     const MISSING_TYPE = deny(415, 'unsupported_media_type', 'a request body needs a Content-Type');
     const INVALID = deny(400, 'multipart_invalid', 'multipart/form-data needs a valid boundary');
+    const check = (ctx: RequestContext): Deny | undefined => {
+      if (!hasBody(ctx)) return undefined;
+      const ct = ctx.requestHeaders['content-type'];
+      if (ct === undefined) return contentTypes !== null ? MISSING_TYPE : undefined;
+      const semi = ct.indexOf(';');
+      const media = (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase();
+      if (contentTypes !== null && !contentTypes.has(media)) return UNSUPPORTED;
+      if (inspector !== null && media === 'multipart/form-data') {
+        if (boundaryOf(ct) === null) return INVALID;
+        ctx.bodyFilter = inspector;
+      }
+      return undefined;
+    };
+    const report = (ctx: RequestContext): undefined => {
+      const refused = check(ctx);
+      if (refused !== undefined) reportDeny(ctx, 'body_limits', refused.reason);
+      return undefined;
+    };
     return {
       name: 'body_limits',
-      onRequest(ctx) {
-        if (!hasBody(ctx)) return undefined;
-        const ct = ctx.requestHeaders['content-type'];
-        if (ct === undefined) return contentTypes !== null ? MISSING_TYPE : undefined;
-        const semi = ct.indexOf(';');
-        const media = (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase();
-        if (contentTypes !== null && !contentTypes.has(media)) return UNSUPPORTED;
-        if (inspector !== null && media === 'multipart/form-data') {
-          if (boundaryOf(ct) === null) return INVALID;
-          ctx.bodyFilter = inspector;
-        }
-        return undefined;
-      },
+      onRequest: reportMode ? report : check,
       onResponse: null,
       describe: () => ({
         content_types: rules.config.content_types ?? 'any',
         multipart: rules.config.multipart ?? null,
         size: "the route's max_body_size",
+        mode: rules.config.mode,
       }),
     };
   },

@@ -3,8 +3,8 @@
 // (the upstream's own Access-Control-* are replaced); a disallowed origin gets none, and its preflight 403
 // `origin_not_allowed`, as does its WebSocket handshake. `Vary: Origin` goes on every answer whose headers
 // depend on the origin.
-import { array, boolean, duration, object, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import type { HeaderMap } from '../contract/context.ts';
+import { array, boolean, duration, object, oneOf, string, withDefault, type Infer, type Path } from '../config/schema.ts';
+import { reportDeny, type HeaderMap } from '../contract/context.ts';
 import { compileOrigins, originListSchema, type OriginList } from './origins.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
 import { defineFilter, deny, type CompileEnv, type Deny } from '../contract/filter.ts';
@@ -23,6 +23,7 @@ const corsPolicySchema = object(
     expose_headers: withDefault(array(string({ pattern: HEADER_NAME, patternName: 'header name' }), { single: true, description: 'Response headers scripts of an allowed origin may read.' }), []),
     credentials: withDefault(boolean({ description: 'Allow cookies and Authorization on cross-origin requests (Access-Control-Allow-Credentials).' }), false),
     max_age: withDefault(duration({ description: 'How long browsers may cache a preflight answer (browsers cap it: Chromium at 2h).' }), 600_000),
+    mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: the policy only watches. Preflights and requests go to the upstream as if the route had no CORS (it answers preflights and sets Access-Control-* itself, as before the gateway did); what the policy would refuse (a preflight\'s origin, method or headers, a WebSocket handshake from a disallowed origin) is counted and logged as a reported deny. For moving CORS from an app to the gateway.' }), 'enforce'),
   },
   { description: 'A CORS policy.' },
 );
@@ -129,6 +130,39 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
     };
     const preflightVary: HeaderMap = { vary: PREFLIGHT_VARY };
     const refusal = (reason: string, detail: string): Deny => deny(403, reason, detail, preflightVary);
+    const describe = () => ({
+      origins: origins.entries,
+      methods: [...policy.methods],
+      allow_headers: policy.config.allow_headers,
+      expose_headers: policy.config.expose_headers,
+      credentials,
+      max_age_seconds: Number(policy.maxAge),
+      mode: policy.config.mode,
+    });
+    if (policy.config.mode === 'report') {
+      return {
+        name: 'cors',
+        // Preflights are still routed here by the method they ask for, so they are judged (and then forwarded).
+        answersPreflight: true,
+        onRequest(ctx) {
+          const origin = ctx.requestHeaders.origin;
+          if (origin === undefined) return undefined;
+          const allowed = origins.has(origin);
+          const requestMethod = ctx.method === 'OPTIONS' ? ctx.requestHeaders['access-control-request-method'] : undefined;
+          let reason: string | null = null;
+          if (requestMethod !== undefined) {
+            const requested = ctx.requestHeaders['access-control-request-headers'];
+            if (!allowed) reason = 'origin_not_allowed';
+            else if (!policy.methods.has(requestMethod)) reason = 'cors_method_not_allowed';
+            else if (requested !== undefined && !headersAllowed(requested, policy.headers)) reason = 'cors_headers_not_allowed';
+          } else if (!allowed && ctx.requestHeaders.upgrade !== undefined) reason = 'origin_not_allowed';
+          if (reason !== null) reportDeny(ctx, 'cors', reason);
+          return undefined;
+        },
+        onResponse: null,
+        describe,
+      };
+    }
     return {
       name: 'cors',
       answersPreflight: true,
@@ -174,14 +208,7 @@ export const cors = defineFilter<Record<string, CorsPolicyConfig>, string | Cors
         }
         if (!wildcard) h.vary = appendVary(h.vary, 'Origin');
       },
-      describe: () => ({
-        origins: origins.entries,
-        methods: [...policy.methods],
-        allow_headers: policy.config.allow_headers,
-        expose_headers: policy.config.expose_headers,
-        credentials,
-        max_age_seconds: Number(policy.maxAge),
-      }),
+      describe,
     };
   },
 });

@@ -6,7 +6,7 @@
 //  3. Double-submit: the header must equal the value of a cookie (name it `__Host-...`).
 import { hash, timingSafeEqual } from 'node:crypto';
 import { boolean, object, oneOf, optional, string, withDefault, type Infer, type Path } from '../config/schema.ts';
-import type { RequestContext } from '../contract/context.ts';
+import { reportDeny, type RequestContext } from '../contract/context.ts';
 import { compileOrigins, originListSchema, originOfUrl, type OriginList } from './origins.ts';
 import { cookieValues } from '../proxy/cookie.ts';
 import { namedPolicies, policyRef, resolveRef } from './policy-ref.ts';
@@ -159,7 +159,10 @@ export const csrf = defineFilter<Record<string, CsrfPolicyConfig>, string | Csrf
     const log = env.telemetry.log.child({ filter: 'csrf', route: routeName });
     const report = (ctx: RequestContext): undefined => {
       const v = check(ctx);
-      if (v !== undefined) log.warn({ request_id: ctx.id, reason: v.reason, method: ctx.method, path: ctx.path }, 'csrf (report mode): would refuse');
+      if (v !== undefined) {
+        reportDeny(ctx, 'csrf', v.reason);
+        log.warn({ request_id: ctx.id, reason: v.reason, method: ctx.method, path: ctx.path }, 'csrf (report mode): would refuse');
+      }
       return undefined;
     };
     return {

@@ -11,7 +11,7 @@ import {
   type Infer, type Issue, type Path, type Schema,
 } from '../config/schema.ts';
 import { addressToBigInt } from '../config/cidr.ts';
-import type { RequestContext } from '../contract/context.ts';
+import { reportDeny, type RequestContext } from '../contract/context.ts';
 import { cookieValues } from '../proxy/cookie.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
@@ -401,7 +401,10 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
         const l = limits[i]!;
         const c = children[i]![d.source];
         if (d.allowed) c.allowed.inc();
-        else if (!l.enforce) c.report.inc();
+        else if (!l.enforce) {
+          c.report.inc();
+          reportDeny(ctx, 'rate_limit', d.source === 'unavailable' ? 'ratelimit_unavailable' : 'rate_limited');
+        }
         else {
           c.limited.inc();
           if (denied === null || d.source === 'unavailable') denied = d;

@@ -102,6 +102,7 @@ export class Metrics implements MetricsRegistry {
   readonly requestDuration: Histogram<'route' | 'method' | 'status_class'>;
   readonly inflight: Gauge;
   readonly denies: Counter<'route' | 'filter' | 'reason'>;
+  readonly reportedDenies: Counter<'route' | 'filter' | 'reason'>;
   readonly upstreamDuration: Histogram<'upstream'>;
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
   readonly reloads: Counter<'result'>;
@@ -130,6 +131,12 @@ export class Metrics implements MetricsRegistry {
     this.denies = new Counter({
       name: 'portcullis_denies_total',
       help: 'Requests the gateway answered itself, by route, filter and reason.',
+      labelNames: ['route', 'filter', 'reason'],
+      registers,
+    });
+    this.reportedDenies = new Counter({
+      name: 'portcullis_reported_denies_total',
+      help: 'Requests a filter in report mode would have refused and let through, by route, filter and reason.',
       labelNames: ['route', 'filter', 'reason'],
       registers,
     });

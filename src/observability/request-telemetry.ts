@@ -59,6 +59,8 @@ export class RequestTelemetry {
         this.#log.warn({ request_id: ctx.id, route: routeName, upstream: ctx.route?.upstream?.name, reason: deny.reason, status }, 'upstream request failed');
       }
     }
+    const reported = ctx.reported;
+    if (reported !== null) for (const r of reported) this.#metrics.reportedDenies.inc({ route: routeName, filter: r.filter, reason: r.reason });
     const traceId = this.#tracing === null ? undefined : this.#tracing.traceId(ctx);
     if (this.#accessOn) {
       this.#access.write({
@@ -78,6 +80,7 @@ export class RequestTelemetry {
         subject: ctx.subject ?? undefined,
         deny_reason: deny?.reason,
         deny_filter: deny?.filter,
+        reported: reported ?? undefined,
       });
     }
     if (ctx.audit !== null) {
@@ -99,6 +102,7 @@ export class RequestTelemetry {
           outcome,
           reason: deny?.reason,
           filter: deny?.filter,
+          reported: reported ?? undefined,
         });
       }
     }

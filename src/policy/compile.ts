@@ -14,7 +14,7 @@ import {
   type HardeningConfig, type RouteHardening, type RouteHardeningConfig,
 } from '../proxy/hardening.ts';
 import type { DirectAnswer } from '../proxy/answer.ts';
-import { Upstream, upstreamSchema } from '../proxy/upstream.ts';
+import { Upstream, upstreamSchema, type UpstreamOptions } from '../proxy/upstream.ts';
 import { globProblem, Router } from '../proxy/router.ts';
 import { PolicyError, type PolicyProblem } from '../config/errors.ts';
 import { loadPolicySource, parsePolicySource, type LoadedSource } from '../config/load.ts';
@@ -333,6 +333,10 @@ export interface CompileOptions {
   telemetry: Telemetry;
   /** Refuse the production checklist's problems even in development mode (`validate --production`). */
   production?: boolean;
+  /** The policy this one replaces (reload): unchanged targets keep their health (Upstream.adoptHealth). */
+  previous?: CompiledPolicy | null;
+  /** How upstreams' active checks run (UpstreamOptions.activeChecks); default local. */
+  activeChecks?: UpstreamOptions['activeChecks'];
 }
 
 export function loadAndCompile(file: string, options: CompileOptions, env: NodeJS.ProcessEnv = process.env): CompiledPolicy {
@@ -385,12 +389,8 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     if (production) productionChecks(policy, env);
     listenerTlsChecks(policy, env);
 
-    const upstreams = new Map<string, Upstream>();
-    for (const [name, cfg] of Object.entries(policy.upstreams)) {
-      const u = new Upstream(name, cfg, env);
-      upstreams.set(name, u);
-      closers.push(() => u.close());
-    }
+    const upstreams = buildUpstreams(policy.upstreams, env, options.previous?.upstreams, { activeChecks: options.activeChecks ?? 'local' });
+    for (const u of upstreams.values()) closers.push(() => u.close());
 
     const shared = new Map<string, unknown>();
     for (const m of filterModules) {
@@ -545,6 +545,53 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
     void closeAll();
     throw err;
   }
+}
+
+function buildUpstreams(configs: CorePolicy['upstreams'], env: CompileEnv, previous: ReadonlyMap<string, Upstream> | undefined, options: UpstreamOptions): Map<string, Upstream> {
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, cfg] of Object.entries(configs)) {
+    const u = new Upstream(name, cfg, env, ['upstreams', name], options);
+    const before = previous?.get(name);
+    if (before !== undefined) u.adoptHealth(before);
+    upstreams.set(name, u);
+  }
+  return upstreams;
+}
+
+/** The upstreams of a policy file and nothing else: what the cluster primary runs active checks with. */
+export interface CompiledUpstreams {
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  close(): Promise<void>;
+}
+
+/**
+ * Validates `file` and builds only its upstreams (no filters, no key sets, no stores), checking actively
+ * and telling `onCheckChanged` each verdict; `previous` hands the health of unchanged targets over.
+ */
+export function loadUpstreams(file: string, telemetry: Telemetry, onCheckChanged: NonNullable<UpstreamOptions['onCheckChanged']>, previous?: CompiledUpstreams | null, env: NodeJS.ProcessEnv = process.env): CompiledUpstreams {
+  const source = loadPolicySource(file, env);
+  const issues: Issue[] = [];
+  const policy = getPolicySchema().parse(source.value, [], issues);
+  const fail = () => new PolicyError(issues.map((i) => source.problem(i)).map((p) => ({ ...p, message: source.secrets.mask(p.message) })));
+  if (!policy || issues.length) throw fail();
+  const compileEnv: CompileEnv = {
+    mode: policy.mode === 'production' ? 'production' : 'development',
+    secrets: source.secrets,
+    telemetry,
+    problem: (path, message, atKey) => issues.push({ path, message, atKey }),
+    onClose: () => undefined,
+    onReady: () => undefined,
+    readiness: () => undefined,
+  };
+  const upstreams = buildUpstreams(policy.upstreams, compileEnv, previous?.upstreams, { activeChecks: 'local', onCheckChanged });
+  const close = async () => {
+    await Promise.all([...upstreams.values()].map((u) => u.close()));
+  };
+  if (issues.length) {
+    void close();
+    throw fail();
+  }
+  return { upstreams, close };
 }
 
 function hint(word: string, names: Iterable<string>): string {

@@ -168,7 +168,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx informational: the gateway handles 100-continue itself
     this.answered = true;
-    this.upstream.succeeded(this.target);
+    this.upstream.answered(this.target, statusCode);
     const elapsed = performance.now() - this.started;
     this.ctx.upstreamStatus = statusCode;
     this.ctx.upstreamDurationMs = elapsed;

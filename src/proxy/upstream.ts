@@ -56,11 +56,17 @@ const activeCheckSchema = object({
   host: optional(string({ pattern: /^[A-Za-z0-9.-]+(:\d{1,5})?$/, patternName: 'host', description: 'Host header of the check (default: the target\'s).' })),
 }, { description: 'Active health check: GET `path` on every target every `interval`.' });
 
-const healthDefaults = { failures: 5, ejection: 10_000, max_ejection: 300_000, check: undefined };
+const passiveDefaults = { status_5xx: false };
+const passiveSchema = object({
+  status_5xx: withDefault(boolean({ description: 'Count a 5xx answer of a target as a failed request too (not only connection errors and timeouts), so an instance that answers but is broken (503 while it starts, 500 on every request) is ejected. The answer still goes to its client; retries stay for connection failures only.' }), false),
+}, { description: 'What passive health counts as a failed request.' });
+
+const healthDefaults = { failures: 5, ejection: 10_000, max_ejection: 300_000, passive: passiveDefaults, check: undefined };
 const healthSchema = object({
-  failures: withDefault(integer({ min: 0, description: 'Consecutive failed requests (connection errors, timeouts) that eject a target; 0 turns passive health off. Applies to upstreams with several targets.' }), 5),
+  failures: withDefault(integer({ min: 0, description: 'Consecutive failed requests (connection errors, timeouts; 5xx answers with passive.status_5xx) that eject a target; 0 turns passive health off. Applies to upstreams with several targets.' }), 5),
   ejection: withDefault(duration({ min: 1, description: 'How long a target stays ejected the first time; doubles with each ejection in a row.' }), 10_000),
   max_ejection: withDefault(duration({ min: 1, description: 'Longest ejection.' }), 300_000),
+  passive: withDefault(passiveSchema, passiveDefaults),
   check: optional(activeCheckSchema),
 }, { description: 'Passive health (ejection after failures) and the optional active check.' });
 
@@ -128,6 +134,17 @@ function healthyGauge(metrics: MetricsRegistry): Gauge<'upstream' | 'target'> {
   });
 }
 
+/** How an upstream's active checks run. */
+export interface UpstreamOptions {
+  /**
+   * `local`: this process checks (one process, or the cluster primary); `remote`: another process does
+   * and its verdicts arrive through `applyCheck` (cluster workers), so probes do not multiply by workers.
+   */
+  activeChecks?: 'local' | 'remote';
+  /** Told every verdict change of the local checker (the cluster primary broadcasts them). */
+  onCheckChanged?: (upstream: string, target: string, healthy: boolean, detail: string) => void;
+}
+
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** Errors after which the request may go to another target: the connection failed or broke. */
@@ -144,6 +161,9 @@ export class Upstream {
   /** Connection options for upgrades (websocket.ts), TLS material included. */
   readonly tlsOptions: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized: boolean } | null;
   readonly #failureThreshold: number;
+  readonly #count5xx: boolean;
+  readonly #remoteChecks: boolean;
+  readonly #onCheckChanged: UpstreamOptions['onCheckChanged'] | null;
   readonly #retryAttempts: number;
   readonly #budgetRatio: number;
   readonly #minConcurrentRetries: number;
@@ -156,8 +176,10 @@ export class Upstream {
   readonly #checker: ActiveHealthChecker | null;
   #closed = false;
 
-  constructor(name: string, config: UpstreamConfig, env?: CompileEnv, path: Path = ['upstreams', name]) {
+  constructor(name: string, config: UpstreamConfig, env?: CompileEnv, path: Path = ['upstreams', name], options: UpstreamOptions = {}) {
     this.name = name;
+    this.#remoteChecks = options.activeChecks === 'remote';
+    this.#onCheckChanged = options.onCheckChanged ?? null;
     this.config = config;
     this.http2 = config.http2;
     const targetConfigs: TargetConfig[] = config.targets
@@ -213,6 +235,7 @@ export class Upstream {
     // One target has nowhere else to send traffic: ejecting it would only turn 502s into 503s and keep
     // it out after it recovers. Its active check (if any) still applies.
     this.#failureThreshold = this.targets.length > 1 ? config.health.failures : 0;
+    this.#count5xx = config.health.passive.status_5xx && this.#failureThreshold > 0;
     this.#retryAttempts = this.targets.length > 1 ? Math.min(config.retries.attempts, this.targets.length - 1) : 0;
     this.#budgetRatio = config.retries.budget_percent / 100;
     this.#minConcurrentRetries = config.retries.min_concurrent;
@@ -231,7 +254,7 @@ export class Upstream {
     }
 
     const check = config.health.check;
-    this.#checker = check
+    this.#checker = check && !this.#remoteChecks
       ? new ActiveHealthChecker(this.targets, check, { changed: (t, healthy, detail) => this.#checkChanged(t, healthy, detail) })
       : null;
     // Only a compiled policy (env given) checks actively; `validate`, `explain` and unit tests stay quiet.
@@ -246,6 +269,12 @@ export class Upstream {
   /** The target for the next attempt, or null (503 no_healthy_upstream). `tried`: bit set of targets used. */
   pick(tried: number): Target | null {
     return this.balancer.pick(tried);
+  }
+
+  /** The target answered with a response head: a success, or with `passive.status_5xx` a 5xx failure. */
+  answered(target: Target, status: number): void {
+    if (status >= 500 && this.#count5xx) this.failed(target, true, 'status_5xx');
+    else this.succeeded(target);
   }
 
   /** The target answered with a response head: its run of failures ends. */
@@ -300,25 +329,67 @@ export class Upstream {
     this.#ejectionCounter?.inc({ upstream: this.name, target: target.origin });
     this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, 0);
     this.#log?.warn({ upstream: this.name, target: target.origin, reason, ejection_ms: backoff, ejections_in_a_row: target.ejections }, 'upstream target ejected');
-    target.ejectionTimer = setTimeout(() => {
-      target.ejectionTimer = null;
-      target.ejected = false;
-      target.available = target.checkHealthy;
-      if (target.available) this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, 1);
-      this.#returnCounter?.inc({ upstream: this.name, target: target.origin });
-      this.#log?.info({ upstream: this.name, target: target.origin }, 'upstream target returned after ejection');
-    }, backoff);
+    target.ejectionTimer = setTimeout(() => this.#returnFromEjection(target), backoff);
     target.ejectionTimer.unref();
   }
 
-  #checkChanged(target: Target, healthy: boolean, detail: string): void {
+  #returnFromEjection(target: Target): void {
+    target.ejectionTimer = null;
+    target.ejected = false;
+    target.available = target.checkHealthy;
+    if (target.available) this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, 1);
+    this.#returnCounter?.inc({ upstream: this.name, target: target.origin });
+    this.#log?.info({ upstream: this.name, target: target.origin }, 'upstream target returned after ejection');
+  }
+
+  #checkChanged(target: Target, healthy: boolean, detail: string, at = Date.now()): void {
     if (this.#closed) return;
     target.checkHealthy = healthy;
-    target.lastCheck = { healthy, detail, at: Date.now() };
+    target.lastCheck = { healthy, detail, at };
     target.available = healthy && !target.ejected;
     this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, target.available ? 1 : 0);
+    if (this.#remoteChecks) return; // the process that checked logged it
+    this.#onCheckChanged?.(this.name, target.origin, healthy, detail);
     if (healthy) this.#log?.info({ upstream: this.name, target: target.origin, check: detail }, 'upstream target passes its health check');
     else this.#log?.warn({ upstream: this.name, target: target.origin, check: detail }, 'upstream target fails its health check');
+  }
+
+  /** A verdict of the active check run by another process (cluster primary) on the target `origin`. */
+  applyCheck(origin: string, healthy: boolean, detail: string, at: number): void {
+    const target = this.targets.find((t) => t.origin === origin);
+    if (target === undefined || this.config.health.check === undefined) return;
+    if (target.checkHealthy !== healthy || target.lastCheck === null) this.#checkChanged(target, healthy, detail, at);
+  }
+
+  /**
+   * Takes over the health of unchanged targets (same origin) from the upstream of the same name in the
+   * policy this one replaces: a reload must not bring back an ejected target, forget a run of failures,
+   * or count a failing target healthy until its check runs again. An ejection goes on for what is left
+   * of its back-off, on this upstream's timer (the old one stops when its policy is retired).
+   */
+  adoptHealth(previous: Upstream): void {
+    const now = Date.now();
+    for (const target of this.targets) {
+      const old = previous.targets.find((t) => t.origin === target.origin);
+      if (old === undefined) continue;
+      target.failures = old.failures;
+      target.ejections = old.ejections;
+      target.lastEjection = old.lastEjection;
+      if (this.config.health.check !== undefined && previous.config.health.check !== undefined) {
+        target.checkHealthy = old.checkHealthy;
+        target.lastCheck = old.lastCheck;
+      }
+      if (old.ejected && old.lastEjection !== null) {
+        const left = old.lastEjection.at + old.lastEjection.ms - now;
+        if (left > 0) {
+          target.ejected = true;
+          target.ejectionTimer = setTimeout(() => this.#returnFromEjection(target), left);
+          target.ejectionTimer.unref();
+        }
+      }
+      target.available = target.checkHealthy && !target.ejected;
+      this.#healthyGauge?.set({ upstream: this.name, target: target.origin }, target.available ? 1 : 0);
+    }
   }
 
   async close(): Promise<void> {

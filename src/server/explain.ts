@@ -7,7 +7,7 @@
 import { isIP } from 'node:net';
 import type { CompiledPolicy, CompiledRoute } from '../policy/compile.ts';
 import type { Deny } from '../contract/filter.ts';
-import { RequestContext } from '../contract/context.ts';
+import { reportDeny, RequestContext } from '../contract/context.ts';
 import { finishUpstreamRequest, upstreamHeadersFrom } from '../proxy/headers.ts';
 import type { HeaderMap } from '../contract/context.ts';
 import { runChain } from '../filters/chain.ts';
@@ -28,7 +28,8 @@ export interface ExplainRequest {
 /** One filter's verdict in `explain`: in chain order, up to the first refusal. */
 export interface FilterDecision {
   filter: string;
-  decision: 'continue' | 'deny' | 'not_evaluated' | 'not_reached';
+  /** `reported`: a filter in report mode would have refused (reason given) and let the request go on. */
+  decision: 'continue' | 'deny' | 'reported' | 'not_evaluated' | 'not_reached';
   status?: number;
   reason?: string;
   detail?: string;
@@ -94,8 +95,11 @@ async function decide(route: CompiledRoute, ctx: RequestContext): Promise<{ deci
       decisions.push({ filter: f.name, decision: 'not_evaluated', detail: 'decides with effects beyond the request (counts, calls a service): assumed to let it through' });
       continue;
     }
+    const before = ctx.reported?.length ?? 0;
     const v = await f.onRequest(ctx);
-    if (v === undefined) decisions.push({ filter: f.name, decision: 'continue' });
+    const reported = ctx.reported !== null && ctx.reported.length > before ? ctx.reported[before]! : null;
+    if (v === undefined && reported !== null) decisions.push({ filter: f.name, decision: 'reported', reason: reported.reason });
+    else if (v === undefined) decisions.push({ filter: f.name, decision: 'continue' });
     else {
       decisions.push({ filter: f.name, decision: 'deny', status: v.status, reason: v.reason, ...(v.detail !== undefined ? { detail: v.detail } : {}) });
       deny = { ...v, filter: f.name };
@@ -154,6 +158,7 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
     return out;
   }
   if (refused === null) restoreKeptHeaders(route, ctx);
+  else reportDeny(ctx, 'gateway', refused.reason);
   const cl = headers['content-length'];
   if (cl !== undefined && Number(cl) > route.maxBodySize) {
     out.answer = { status: 413, reason: 'body_too_large', filter: 'gateway' };
@@ -169,5 +174,6 @@ export async function explainRequest(policy: CompiledPolicy, req: ExplainRequest
     out.upstream_request = describeUpstreamRequest(method, finishUpstreamRequest(ctx, route.upstream.http2), sent, ctx.upstreamHeaders, ctx.id);
   }
   if (refused !== null) out.hardening = { status: refused.status, reason: refused.reason, mode: 'report: logged, not refused' };
+  if (ctx.reported !== null) out.reported = ctx.reported;
   return out;
 }

@@ -12,8 +12,8 @@ import type { Telemetry } from '../contract/telemetry.ts';
 import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../config/cidr.ts';
+import { reportDeny, RequestContext, type ResponseHead } from '../contract/context.ts';
 import { clientCertOf } from '../proxy/client-cert.ts';
-import { RequestContext, type ResponseHead } from '../contract/context.ts';
 import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
 import { finishUpstreamRequest, identifyClient, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
@@ -276,6 +276,7 @@ export class Gateway implements ForwardSink {
   #admit(policy: CompiledPolicy, route: CompiledRoute, ctx: RequestContext, routeMethod: string = ctx.method): Refusal | null {
     const refused = hardeningRefusal(policy, route, ctx, routeMethod);
     if (refused !== null && route.hardening.report) {
+      reportDeny(ctx, 'gateway', refused.reason);
       this.telemetry.log.warn({ request_id: ctx.id, reason: refused.reason, route: route.name, method: ctx.method, path: ctx.path }, 'hardening (report mode): would refuse');
       return null;
     }

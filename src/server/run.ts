@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { unwatchFile, watchFile } from 'node:fs';
 import { resolve } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
-import { loadAndCompile, type CompiledPolicy } from '../policy/compile.ts';
+import { loadAndCompile, loadUpstreams, type CompiledPolicy, type CompiledUpstreams } from '../policy/compile.ts';
 import { PolicyError } from '../config/errors.ts';
 import { SecretRegistry } from '../config/secrets.ts';
 import { createLoggers, logCrashes, parseLogLevel, type LogLevel, type Loggers } from '../observability/logs.ts';
@@ -24,10 +24,20 @@ export interface StartOptions {
   announce?: (line: string) => void;
 }
 
+/** A verdict of an active health check, as the cluster primary sends it to the workers. */
+interface HealthVerdict {
+  upstream: string;
+  target: string;
+  healthy: boolean;
+  detail: string;
+  at: number;
+}
+
 type WorkerMessage =
   | { type: 'portcullis:ready'; addresses: string[] }
   | { type: 'portcullis:reload' }
-  | { type: 'portcullis:reloaded'; ok: boolean; hash?: string; errors?: string[] };
+  | { type: 'portcullis:reloaded'; ok: boolean; hash?: string; errors?: string[] }
+  | { type: 'portcullis:health'; verdicts: HealthVerdict[] };
 
 /** LOG_LEVEL (trace, debug, info, warn/warning, error, fatal/critical, silent) wins over the policy. */
 function levelFromEnv(fallback: LogLevel): LogLevel {
@@ -79,7 +89,10 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   const tracing = traceSettings === null ? null : (await import('../observability/tracing.ts')).createTracing(traceSettings, made.telemetry.log);
   const telemetry: Telemetry<Metrics> = { ...made.telemetry, tracing };
   await first.close();
-  let policy = loadAndCompile(file, { telemetry });
+  // A cluster worker leaves active health checks to the primary (one probe per target and interval for
+  // the whole gateway) and takes its verdicts from 'portcullis:health' messages.
+  const activeChecks = isWorker ? 'remote' as const : 'local' as const;
+  let policy = loadAndCompile(file, { telemetry, activeChecks });
   secrets.current = policy.source.secrets;
   await policy.ready;
   const log = telemetry.log;
@@ -123,7 +136,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
     const run = async (): Promise<{ ok: true; hash: string } | { ok: false; errors: string[] }> => {
       let next: CompiledPolicy;
       try {
-        next = loadAndCompile(file, { telemetry });
+        next = loadAndCompile(file, { telemetry, activeChecks, previous: policy });
         await next.ready;
       } catch (err) {
         telemetry.metrics.reloads.inc({ result: 'failure' });
@@ -182,6 +195,8 @@ async function startServing(file: string, announce: (line: string) => void, isWo
     process.on('message', (msg: WorkerMessage) => {
       if (msg?.type === 'portcullis:reload') {
         void reload().then((r) => process.send?.({ type: 'portcullis:reloaded', ok: r.ok, hash: r.ok ? r.hash : undefined, errors: r.ok ? undefined : r.errors }));
+      } else if (msg?.type === 'portcullis:health') {
+        for (const v of msg.verdicts) gateway.policy.upstreams.get(v.upstream)?.applyCheck(v.target, v.healthy, v.detail, v.at);
       }
     });
   }
@@ -245,12 +260,45 @@ async function startPrimary(file: string, count: number, announce: (line: string
   const aggregator = new AggregatorRegistry();
   let draining = false;
   const live = new Set<Worker>();
+  /** Workers that said ready: they listen for health verdicts. */
+  const serving = new Set<Worker>();
+
+  // Active health checks run here, once for the gateway; every verdict change goes to the serving workers,
+  // and a worker that becomes ready (a replacement too) gets all current verdicts.
+  const verdicts = new Map<string, HealthVerdict>();
+  const broadcast = (list: HealthVerdict[]) => {
+    if (list.length === 0) return;
+    for (const w of serving) if (w.isConnected()) w.send({ type: 'portcullis:health', verdicts: list } satisfies WorkerMessage);
+  };
+  const onCheckChanged = (upstream: string, target: string, healthy: boolean, detail: string) => {
+    const v: HealthVerdict = { upstream, target, healthy, detail, at: Date.now() };
+    verdicts.set(`${upstream} ${target}`, v);
+    broadcast([v]);
+  };
+  let checks: CompiledUpstreams | null = null;
+  const loadChecks = async () => {
+    try {
+      const next = loadUpstreams(file, telemetry, onCheckChanged, checks);
+      const before = checks;
+      checks = next;
+      await before?.close();
+      // Verdicts of upstreams or targets the policy no longer has are dropped.
+      for (const [key, v] of verdicts) {
+        const u = next.upstreams.get(v.upstream);
+        if (u === undefined || !u.targets.some((t) => t.origin === v.target)) verdicts.delete(key);
+      }
+    } catch (err) {
+      log.error({ errors: problemsOf(err) }, 'health checks: policy not loaded; the previous checks go on');
+    }
+  };
+  await loadChecks();
 
   const fork = (): Worker => {
     const w = cluster.fork();
     live.add(w);
     w.on('exit', (code, signal) => {
       live.delete(w);
+      serving.delete(w);
       if (!draining) {
         log.error({ worker: w.process.pid, code, signal }, 'worker died; starting a replacement');
         setTimeout(fork, 200);
@@ -261,8 +309,11 @@ async function startPrimary(file: string, count: number, announce: (line: string
 
   const readyWorkers = new Promise<string[]>((resolveReady) => {
     let n = 0;
-    cluster.on('message', (_w, msg: WorkerMessage) => {
-      if (msg?.type === 'portcullis:ready' && ++n === count) resolveReady(msg.addresses);
+    cluster.on('message', (w, msg: WorkerMessage) => {
+      if (msg?.type !== 'portcullis:ready') return;
+      serving.add(w);
+      if (verdicts.size) w.send({ type: 'portcullis:health', verdicts: [...verdicts.values()] } satisfies WorkerMessage);
+      if (++n === count) resolveReady(msg.addresses);
     });
   });
   for (let i = 0; i < count; i++) fork();
@@ -285,6 +336,9 @@ async function startPrimary(file: string, count: number, announce: (line: string
       ),
     );
     for (const r of results) if (r.type === 'portcullis:reloaded' && !r.ok) return { ok: false, errors: r.errors ?? [] };
+    await loadChecks();
+    // A verdict sent while a worker compiled went to its previous policy: send them all again.
+    broadcast([...verdicts.values()]);
     const first = results[0];
     return { ok: true, hash: first?.type === 'portcullis:reloaded' ? (first.hash ?? '') : '' };
   };
@@ -319,6 +373,7 @@ async function startPrimary(file: string, count: number, announce: (line: string
       ),
     );
     await admin.close();
+    await checks?.close();
     loggers.flush();
     process.exit(0);
   };

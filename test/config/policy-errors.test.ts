@@ -33,6 +33,38 @@ describe('policy errors', () => {
     expect(problems(BASE + 'routes:\n  - match: { path_prefix: / }\n    upstream: app\n')).toEqual([]);
   });
 
+  it('positions errors in the passive-health keys (health.passive.status_5xx)', () => {
+    const text = `version: 1
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  app:
+    targets: ["http://127.0.0.1:3000", "http://127.0.0.1:3001"]
+    health:
+      passive: { status_5xx: sometimes, status_4xx: true }
+routes:
+  - match: { path_prefix: / }
+    upstream: app
+`;
+    const out = problems(text);
+    expect(out.some((l) => l.startsWith('policy.yaml:8:30: '))).toBe(true);
+    expect(out).toContain('policy.yaml:8:41: unknown key "status_4xx" (did you mean "status_5xx"?)');
+  });
+
+  it('positions errors in the report-mode keys of ip_rules, cors and body', () => {
+    const out = problems(BASE + `routes:
+  - match: { path_prefix: / }
+    upstream: app
+    ip_rules: { allow: [10.0.0.0/8], mode: shadow }
+    cors: { origins: [https://a.example.com], mode: dry-run }
+    body: { content_types: [application/json], mode: Report }
+`);
+    expect(out.length).toBe(3);
+    expect(out[0]).toMatch(/^policy\.yaml:9:44: /);
+    expect(out[1]).toMatch(/^policy\.yaml:10:53: /);
+    expect(out[2]).toMatch(/^policy\.yaml:11:54: /);
+  });
+
   it('names an unknown key with its position and the nearest valid key', () => {
     const out = problems(BASE + 'routes:\n  - match: { path_prefx: / }\n    upstream: app\n');
     expect(out).toEqual(['policy.yaml:7:14: unknown key "path_prefx" (did you mean "path_prefix"?)']);

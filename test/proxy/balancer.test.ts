@@ -6,7 +6,7 @@ import { quietTelemetry } from '../../src/cli/quiet-telemetry.ts';
 import type { CompileEnv } from '../../src/contract/filter.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { Balancer, Target, weightedSchedule } from '../../src/proxy/balancer.ts';
-import { Upstream, upstreamSchema } from '../../src/proxy/upstream.ts';
+import { Upstream, upstreamSchema, type UpstreamOptions } from '../../src/proxy/upstream.ts';
 
 const targets = (...weights: number[]) => weights.map((w, i) => new Target(i, new URL(`http://127.0.0.1:${1000 + i}`), w, null as unknown as Pool, undefined));
 
@@ -24,11 +24,11 @@ function makeEnv(metrics = new Metrics({ defaultMetrics: false })): CompileEnv &
   };
 }
 
-function upstream(config: Record<string, unknown>, env = makeEnv()): Upstream {
+function upstream(config: Record<string, unknown>, env = makeEnv(), options: UpstreamOptions = {}): Upstream {
   const issues: { path: readonly (string | number)[]; message: string }[] = [];
   const parsed = upstreamSchema.parse(config, ['upstreams', 'app'], issues);
   expect(issues).toEqual([]);
-  return new Upstream('app', parsed!, env);
+  return new Upstream('app', parsed!, env, ['upstreams', 'app'], options);
 }
 
 afterEach(() => {
@@ -113,6 +113,53 @@ describe('upstream health', () => {
     for (const t of u.targets) u.failed(t, true, 'upstream_unreachable');
     expect(u.pick(0)).toBeNull();
     await u.close();
+  });
+
+  it('counts 5xx answers as failures only with passive.status_5xx', async () => {
+    const off = upstream({ targets: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], health: { failures: 2 } });
+    for (let i = 0; i < 5; i++) off.answered(off.targets[0]!, 503);
+    expect(off.targets[0]!.available).toBe(true);
+    await off.close();
+    const on = upstream({ targets: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], health: { failures: 2, passive: { status_5xx: true } } });
+    const a = on.targets[0]!;
+    on.answered(a, 500);
+    on.answered(a, 404); // a 4xx is an answer: the run of failures ends
+    on.answered(a, 502);
+    expect(a.available).toBe(true);
+    on.answered(a, 503);
+    expect(a.available).toBe(false);
+    expect(a.lastEjection?.reason).toBe('status_5xx');
+    await on.close();
+  });
+
+  it('a reload keeps the health of unchanged targets: ejection (for the rest of its back-off), failures, check verdict', async () => {
+    vi.useFakeTimers();
+    const health = { failures: 2, ejection: '10s', check: { path: '/h' } };
+    // Verdicts come from applyCheck (as in a cluster worker): no checker probes ports 1-4 meanwhile.
+    const remote = { activeChecks: 'remote' as const };
+    const old = upstream({ targets: ['http://127.0.0.1:1', 'http://127.0.0.1:2', 'http://127.0.0.1:3'], health }, makeEnv(), remote);
+    const [a, b, c] = old.targets;
+    old.failed(a!, true, 'upstream_unreachable');
+    old.failed(a!, true, 'upstream_unreachable');
+    old.failed(b!, true, 'upstream_unreachable');
+    old.applyCheck(c!.origin, false, 'status 500', Date.now());
+    expect([a!.available, b!.available, c!.available]).toEqual([false, true, false]);
+    vi.advanceTimersByTime(4_000);
+    // The new policy drops target 2 and adds target 4.
+    const next = upstream({ targets: ['http://127.0.0.1:1', 'http://127.0.0.1:3', 'http://127.0.0.1:4'], health }, makeEnv(), remote);
+    next.adoptHealth(old);
+    await old.close();
+    const [a2, c2, d2] = next.targets;
+    expect([a2!.available, c2!.available, d2!.available]).toEqual([false, false, true]);
+    expect(a2!.ejections).toBe(1);
+    vi.advanceTimersByTime(5_900);
+    expect(a2!.available).toBe(false);
+    vi.advanceTimersByTime(200); // 10 s after the ejection, not 10 s after the reload
+    expect(a2!.available).toBe(true);
+    expect(c2!.available).toBe(false); // until the check says otherwise
+    next.applyCheck(c2!.origin, true, 'status 200', Date.now());
+    expect(c2!.available).toBe(true);
+    await next.close();
   });
 
   it('never ejects the only target (nowhere else to go)', async () => {
