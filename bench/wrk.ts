@@ -88,7 +88,7 @@ export function plainRequests(load: Partial<Options>, expand = 10_000): PlainReq
         headers: { ...base.headers, ...((r.headers as Record<string, string> | undefined) ?? {}) },
         body: r.body ?? base.body,
       };
-      if (typeof r.setupRequest === 'function') req = (r.setupRequest as (q: Record<string, unknown>, c: unknown) => Record<string, unknown>)(req, {}) ?? req;
+      if (typeof r.setupRequest === 'function') req = (r.setupRequest as unknown as (q: Record<string, unknown>, c: unknown) => Record<string, unknown>)(req, {}) ?? req;
       out.push({
         method: String(req.method),
         path: String(req.path),
