@@ -214,7 +214,9 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
 
   const dispatch = (): void => {
     while (queueHead < queue.length && free.length > 0) {
-      const c = free.pop()!;
+      // First in, first out: every connection stays in use. A stack would leave the bottom ones idle until
+      // the server's keep-alive timeout closes them, racing the request that finally picks one.
+      const c = free.shift()!;
       c.inFlight = queue[queueHead++]!;
       c.socket.write(requests[next++ % requests.length]!);
     }
@@ -309,6 +311,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     if (c.inFlight >= 0) {
       latencies.push(end - c.inFlight);
       unanswered++;
+      c.inFlight = -1; // not an error as well
     }
     c.socket.destroy();
   }

@@ -52,8 +52,10 @@ describe('openLoop against a real server', () => {
   let url = '';
   let stalled = false;
   const seen: string[] = [];
+  const sockets = new Set<unknown>();
   beforeAll(async () => {
     server = createServer((req, res) => {
+      sockets.add(req.socket);
       seen.push(`${req.method} ${req.url} ${req.headers['x-n']}`);
       const answer = () => {
         if (req.url === '/chunked') {
@@ -90,6 +92,13 @@ describe('openLoop against a real server', () => {
     });
     expect(r).toMatchObject({ scheduled: 100, completed: 100, non2xx: 50, errors: 0, unanswered: 0, keptSchedule: true });
     expect(seen.slice(0, 2)).toEqual(['GET /chunked 1', 'POST /fail 2']);
+  });
+
+  it('uses every connection in turn (none left idle for the server to time out)', async () => {
+    sockets.clear();
+    const r = await openLoop({ url, rate: 100, connections: 8, durationSec: 0.3, maxLagMs: 1000 });
+    expect(r.completed).toBe(30);
+    expect(sockets.size).toBe(8);
   });
 
   it('counts a stall for every request scheduled behind it (no coordinated omission)', async () => {
