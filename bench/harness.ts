@@ -145,6 +145,18 @@ export function rssMiB(pid: number): number {
   return Math.round(kb / 1024);
 }
 
+/**
+ * The share of the last 60 s in which some task waited for a CPU (/proc/pressure/cpu "some avg60"), in %:
+ * how busy the machine was besides the bench. Null where PSI is not available.
+ */
+export function cpuPressure(): number | null {
+  try {
+    return Number(/some avg10=[\d.]+ avg60=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? NaN) || 0;
+  } catch {
+    return null;
+  }
+}
+
 /** utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat). */
 export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

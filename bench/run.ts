@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  childPids, closedLoop, cores, cpuTicks, dir, hasTaskset, hasWrk, idleConnections, LOAD_CORE, openLoopRun, pinned, pinSelfToLoadCore,
+  childPids, closedLoop, cores, cpuPressure, cpuTicks, dir, hasTaskset, hasWrk, idleConnections, LOAD_CORE, openLoopRun, pinned, pinSelfToLoadCore,
   PROXY_CORE, ROOT, rssMiB, startNginx, startPortcullis, startUpstream, stop, stopAll, track, waitForPort, freePort, type LoadResult, type Tool,
 } from './harness.ts';
 import type { OpenLoopResult } from './open-loop.ts';
@@ -171,6 +171,9 @@ function summarize(): Measured[] {
   return out;
 }
 
+/** CPU pressure at the start and at the end of the run. */
+const pressure: Array<number | null> = [];
+
 interface TargetCheck {
   what: string;
   ratio: Ratio | null;
@@ -184,6 +187,7 @@ async function main(): Promise<void> {
       `${ROUNDS} round(s) of ${DURATION}s per target, ${CONNECTIONS} connections, load by ${TOOLS.join(' + ')}\n`,
   );
   const extras: Record<string, unknown> = {};
+  pressure.push(cpuPressure());
   const upstream = await startUpstream();
   const upstreamUrl = upstream.url;
   const ctx: BenchContext = { upstreamUrl, redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', dir };
@@ -249,6 +253,7 @@ async function main(): Promise<void> {
   if (extra('workers') && cores > 1) extras.workers = await workersPhase(upstreamUrl);
 
   await stopAll();
+  pressure.push(cpuPressure());
   results = summarize();
   writeResults(results, extras);
 }
@@ -416,6 +421,10 @@ function writeResults(results: Measured[], extras: Record<string, unknown>): voi
     `req/s, p50 and p99 are medians over the rounds (${PRIMARY}); a ratio is the ratio of the medians, with the min–max of the per-round ratios in parentheses. ` +
       'Scenario rows compare with a passthrough measured right before each of them (the paired column). Only ratios mean something: absolute numbers depend on this shared VM.',
     '',
+    ...(pressure.some((p) => p !== null)
+      ? [`CPU pressure (share of the last minute some task waited for a CPU, /proc/pressure/cpu) at the start and the end: ${pressure.map((p) => (p === null ? 'n/a' : `${p}%`)).join(', ')}.` +
+          `${pressure.some((p) => (p ?? 0) > 20) ? ' **The machine was busy: do not read the ratios as the gateway\'s.**' : ''}`, '']
+      : []),
     `| target | req/s |${otherTool ? ` ${otherTool} req/s |` : ''} p50 ms | p99 ms | vs nginx | vs @fastify/http-proxy | vs http-proxy | vs raw node | vs passthrough | target |`,
     `| --- | ---: |${otherTool ? ' ---: |' : ''} ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
     ...results.map((r) => {
@@ -437,7 +446,7 @@ function writeResults(results: Measured[], extras: Record<string, unknown>): voi
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(
     join(ROOT, 'bench/results', `${stamp}.json`),
-    JSON.stringify({ date: new Date().toISOString(), cores, duration: DURATION, connections: CONNECTIONS, rounds: ROUNDS, tools: TOOLS, results, targets: checks, extras }, null, 2) + '\n',
+    JSON.stringify({ date: new Date().toISOString(), cores, duration: DURATION, connections: CONNECTIONS, rounds: ROUNDS, tools: TOOLS, cpu_pressure_avg60: pressure, results, targets: checks, extras }, null, 2) + '\n',
   );
   writeFileSync(join(ROOT, 'bench/results/latest.md'), lines.join('\n'));
   process.stdout.write('\n' + lines.join('\n'));

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closedLoop, cores, dir, hasWrk, LOAD_CORE, openLoopRun, pinSelfToLoadCore, PROXY_CORE, ROOT, rssMiB, startPortcullis, startUpstream, stopAll } from './harness.ts';
+import { closedLoop, cores, cpuPressure, dir, hasWrk, LOAD_CORE, openLoopRun, pinSelfToLoadCore, PROXY_CORE, ROOT, rssMiB, startPortcullis, startUpstream, stopAll } from './harness.ts';
 import { describeOpenLoop } from './open-loop.ts';
 import { scenario as full } from './scenarios/full-policy.ts';
 import type { BenchContext } from './scenarios/types.ts';
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
   const load = await full.load!(ctx);
   const tool = hasWrk ? 'wrk' : 'autocannon';
   const freshRss = rssMiB(pid);
+  const pressure = [cpuPressure()];
 
   let rate = Number(args.rate ?? 0);
   let closedLoopMax: number | null = null;
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
   const result = await openLoopRun(gw.url + '/', { rate, connections: CONNECTIONS, seconds: MINUTES * 60, load, maxLagMs: Number(args['max-lag-ms']) });
   clearInterval(timer);
   sample();
+  pressure.push(cpuPressure());
   await stopAll();
 
   // Growth from the first sample at or after the warm-up to the last one (and to the peak after it).
@@ -92,6 +94,7 @@ async function main(): Promise<void> {
     kept_schedule: result.keptSchedule,
     ...(result.refusal ? { refusal: result.refusal } : {}),
     generator_lag_ms: result.generatorLag,
+    cpu_pressure_avg60: pressure,
     samples,
   };
   const md = [
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
     '',
     `- RSS: fresh ${freshRss} MiB, after the warm-up (${WARMUP_S} s) ${base.rss_mib} MiB, at the end ${last.rss_mib} MiB (peak ${peak} MiB): growth ${(growth * 100).toFixed(1)}%; target < ${GROWTH_TARGET * 100}%: ${summary.rss.met ? 'met' : 'not met'}`,
     `- requests: ${result.completed} of ${result.scheduled} answered (${result.achievedRate} req/s), errors ${result.errors}, non-2xx ${result.non2xx}, unanswered ${result.unanswered}`,
+    `- CPU pressure (/proc/pressure/cpu some avg60) at the start and the end: ${pressure.map((p) => (p === null ? 'n/a' : `${p}%`)).join(', ')}`,
     `- latency: ${result.keptSchedule ? `p50 ${result.latency.p50} p90 ${result.latency.p90} p99 ${result.latency.p99} p99.9 ${result.latency.p999} max ${result.latency.max} ms (from the intended send times)` : `not reported: ${result.refusal}`}`,
     '',
     `RSS samples (every ${SAMPLE_MS / 1000} s) are in the JSON file.`,
