@@ -1,190 +1,138 @@
 // `npm run bench`: every target measured in ONE run on this machine, with CPU pinning — the proxy under
 // test on core 0, the load generator and the upstream on core 1 — so the ratios compare like with like.
 // Targets: upstream direct, nginx as reverse proxy (1 worker), http-proxy and @fastify/http-proxy
-// (baselines), Portcullis passthrough, then every scenario in bench/scenarios/.
+// (baselines), a raw node:http server answering itself, Portcullis passthrough, then every scenario in
+// bench/scenarios/ (each paired with a passthrough measured right before it). All of them once per round,
+// rounds interleaved; then the extras: open-loop latency, memory, the primary's CPU share with workers.
 //
-//   npm run bench                          # everything, 10 s per target
-//   npm run bench -- --duration 5          # shorter
-//   npm run bench -- --only passthrough,jwt-hs256-hot
-//   npm run bench -- --skip-extras         # no latency/RSS/workers measurements
-import autocannon, { type Options, type Result } from 'autocannon';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir, availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+//   npm run bench                                  # everything: 3 rounds, 10 s per target, wrk
+//   npm run bench -- --duration 5 --rounds 1       # shorter
+//   npm run bench -- --tool both                   # wrk and autocannon columns
+//   npm run bench -- --only passthrough,@fastify/http-proxy,full-policy
+//   npm run bench -- --only passthrough,open-loop --open-loop-rates 1000,2000,4000
+//   npm run bench -- --skip-extras                 # closed-loop rounds only
+import type { Options } from 'autocannon';
+import { mkdirSync, writeFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  childPids, closedLoop, cores, cpuPressure, cpuTicks, dir, hasTaskset, hasWrk, idleConnections, LOAD_CORE, openLoopRun, pinned, pinSelfToLoadCore,
+  PROXY_CORE, ROOT, rssMiB, startNginx, startPortcullis, startUpstream, stop, stopAll, track, waitForPort, freePort, type LoadResult, type Tool,
+} from './harness.ts';
+import type { OpenLoopResult } from './open-loop.ts';
 import { passthroughPolicy } from './policy.ts';
+import { scenario as fullPolicyScenario } from './scenarios/full-policy.ts';
 import type { BenchContext, Scenario } from './scenarios/types.ts';
+import { formatRatio, median, ratioOfMedians, type Ratio } from './stats.ts';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+    tool: { type: 'string', default: hasWrk ? 'wrk' : 'autocannon' },
     only: { type: 'string' },
     'skip-extras': { type: 'boolean', default: false },
+    'open-loop-rates': { type: 'string' },
+    'max-lag-ms': { type: 'string', default: '2' },
   },
 });
 const DURATION = Number(args.duration);
 const CONNECTIONS = Number(args.connections);
+const ROUNDS = Math.max(1, Number(args.rounds));
+const MAX_LAG_MS = Number(args['max-lag-ms']);
+if (!['autocannon', 'wrk', 'both'].includes(args.tool)) throw new Error(`--tool must be autocannon, wrk or both (got ${args.tool})`);
+if (args.tool !== 'autocannon' && !hasWrk) throw new Error('--tool wrk/both: wrk is not installed');
+const TOOLS: Tool[] = args.tool === 'both' ? ['wrk', 'autocannon'] : [args.tool as Tool];
+/** Ratios, medians and targets use the first tool; `both` adds the other's req/s as a column. */
+const PRIMARY = TOOLS[0]!;
+const SWEEP = args['open-loop-rates'] ? args['open-loop-rates'].split(',').map(Number).filter((n) => n > 0) : [];
 const only = args.only ? new Set(args.only.split(',')) : null;
 const wanted = (name: string) => only === null || only.has(name);
+const extra = (name: string) => !args['skip-extras'] && wanted(name);
+/** Issue 16's latency budget: p99 added over the upstream direct at the same rate. */
+const ADDED_P99_BUDGET_MS = 2;
 
-const cores = availableParallelism();
-const PROXY_CORE = '0';
-const LOAD_CORE = cores > 1 ? '1' : '0';
-const hasTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-// The harness itself (autocannon) runs on the load core.
-if (hasTaskset) execFileSync('taskset', ['-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' });
+pinSelfToLoadCore();
 
-let logCount = 0;
-/**
- * Starts a process pinned to `core`. Its output goes to a file, not a pipe: reading a pipe here would put
- * the target's logging work on the load core, next to autocannon.
- */
-function pinned(core: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const [c, a] = hasTaskset ? ['taskset', ['-c', core, cmd, ...argv]] : [cmd, argv];
-  const out = openSync(join(dir, `process-${++logCount}.log`), 'a');
-  return spawn(c, a, { env, stdio: ['ignore', out, out] });
-}
+const NAMES = {
+  direct: 'upstream direct',
+  nginx: 'nginx (1 worker)',
+  httpProxy: 'http-proxy',
+  fastify: '@fastify/http-proxy',
+  rawNode: 'raw node:http',
+  passthrough: 'portcullis passthrough',
+} as const;
 
-async function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => res(port));
-    });
-  });
-}
-
-async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > until) throw new Error(`port ${port} did not open`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const children: ChildProcess[] = [];
-function track(p: ChildProcess, name: string): ChildProcess {
-  children.push(p);
-  p.once('exit', (code) => {
-    if (code && code !== 0 && !stopping) process.stderr.write(`bench: ${name} exited with ${code} (output in ${dir})\n`);
-  });
-  return p;
-}
-let stopping = false;
-async function stop(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill('SIGTERM');
-  const t = setTimeout(() => p.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(t);
-}
-
-const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-
-/** nginx with its own prefix/config; `worker_processes 1`, keep-alive to the upstream. */
-async function startNginx(name: string, core: string, body: string): Promise<ChildProcess> {
-  const prefix = join(dir, name);
-  mkdirSync(join(prefix, 'logs'), { recursive: true });
-  const conf = join(prefix, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes 1;\ndaemon off;\nerror_log ${prefix}/logs/error.log crit;\npid ${prefix}/nginx.pid;\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n  client_body_temp_path ${prefix}/tmp;\n  proxy_temp_path ${prefix}/tmp;\n  keepalive_requests 100000;\n${body}\n}\n`,
-  );
-  return track(pinned(core, 'nginx', ['-p', prefix, '-c', conf]), name);
+interface ToolColumn {
+  rps: number;
+  p50: number;
+  p99: number;
+  rounds: number[];
 }
 
 interface Measured {
   name: string;
   kind: 'direct' | 'baseline' | 'portcullis' | 'scenario';
+  /** Median over the rounds (first tool). */
   rps: number;
   p50: number;
   p99: number;
+  /** Summed over the rounds. */
   errors: number;
   non2xx: number;
   description?: string;
   target?: Scenario['target'];
-  /** Passthrough req/s measured right before this scenario. */
+  /** Median of the passthroughs measured right before this scenario, one per round. */
   pairedPassthrough?: number;
+  tool: Tool;
+  /** req/s of each round (first tool), in round order. */
+  rounds: number[];
+  pairedRounds?: number[];
+  /** Each tool's figures when more than one ran. */
+  byTool?: Partial<Record<Tool, ToolColumn>>;
 }
 
-async function measure(url: string, extra: Partial<Options> = {}, duration = DURATION): Promise<Result> {
-  // Warm-up: JIT, pools, caches.
-  await autocannon({ url, connections: CONNECTIONS, duration: 2, ...extra });
-  return autocannon({ url, connections: CONNECTIONS, duration, ...extra });
+/** Per target and tool, the result of each round. */
+const runs = new Map<string, { kind: Measured['kind']; scenario?: Scenario; byTool: Map<Tool, LoadResult[]>; paired: number[] }>();
+
+/**
+ * `only`: a scenario that just one tool can drive (autocannon for client certificates, which wrk cannot
+ * present) is measured, with its paired passthrough, by that tool alone; its results stand in the
+ * primary tool's column, so the ratio still compares like with like (the description says which tool).
+ */
+async function measureAll(url: string, load: Partial<Options> = {}, only?: Tool): Promise<Map<Tool, LoadResult>> {
+  // Warm-up: JIT, pools, caches (once per process, with the first tool).
+  await closedLoop(only ?? PRIMARY, url, load, CONNECTIONS, 2);
+  const out = new Map<Tool, LoadResult>();
+  if (only !== undefined) out.set(PRIMARY, await closedLoop(only, url, load, CONNECTIONS, DURATION));
+  else for (const tool of TOOLS) out.set(tool, await closedLoop(tool, url, load, CONNECTIONS, DURATION));
+  return out;
 }
 
-function summary(name: string, kind: Measured['kind'], r: Result, extra: Partial<Measured> = {}): Measured {
-  const m: Measured = {
-    name,
-    kind,
-    rps: Math.round(r.requests.average),
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    errors: r.errors + r.timeouts,
-    non2xx: r.non2xx,
-    ...extra,
-  };
-  process.stdout.write(`  ${name.padEnd(32)} ${String(m.rps).padStart(7)} req/s  p50 ${m.p50} ms  p99 ${m.p99} ms${m.errors ? `  errors ${m.errors}` : ''}${m.non2xx ? `  non-2xx ${m.non2xx}` : ''}\n`);
-  return m;
-}
-
-async function startPortcullis(policy: string, env: Record<string, string> = {}, core = PROXY_CORE): Promise<{ proc: ChildProcess; url: string; admin: string }> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const file = join(mkdtempSync(join(dir, 'policy-')), 'policy.yaml');
-  writeFileSync(file, policy.replaceAll('${LISTEN}', `127.0.0.1:${port}`).replaceAll('${ADMIN}', `127.0.0.1:${adminPort}`));
-  const proc = track(pinned(core, process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--config', file], { ...process.env, LOG_LEVEL: 'warn', ...env }), 'portcullis');
-  await waitForPort(port);
-  await waitForPort(adminPort);
-  return { proc, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };
-}
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return Math.round(kb / 1024);
-}
-
-/** Opens `n` keep-alive connections, one request each, and leaves them idle. */
-async function idleConnections(url: string, n: number): Promise<Socket[]> {
-  const { port } = new URL(url);
-  const sockets: Socket[] = [];
-  for (let i = 0; i < n; i += 100) {
-    await Promise.all(
-      Array.from({ length: Math.min(100, n - i) }, () =>
-        new Promise<void>((res, rej) => {
-          const s = connect(Number(port), '127.0.0.1');
-          s.once('error', rej);
-          s.on('data', () => res());
-          s.write('GET /idle HTTP/1.1\r\nHost: bench\r\n\r\n');
-          sockets.push(s);
-        }),
-      ),
-    );
+function record(name: string, kind: Measured['kind'], results: Map<Tool, LoadResult>, extraInfo: { scenario?: Scenario; paired?: number } = {}): void {
+  let entry = runs.get(name);
+  if (!entry) {
+    entry = { kind, ...(extraInfo.scenario ? { scenario: extraInfo.scenario } : {}), byTool: new Map(), paired: [] };
+    runs.set(name, entry);
   }
-  return sockets;
+  for (const [tool, r] of results) {
+    const list = entry.byTool.get(tool) ?? [];
+    list.push(r);
+    entry.byTool.set(tool, list);
+  }
+  if (extraInfo.paired !== undefined) entry.paired.push(extraInfo.paired);
+  const line = [...results.values()].map((r) => `${r.tool} ${String(r.rps).padStart(7)} req/s p50 ${r.p50} p99 ${r.p99} ms${r.errors ? ` errors ${r.errors}` : ''}${r.non2xx ? ` non-2xx ${r.non2xx}` : ''}`).join(' | ');
+  process.stdout.write(`  ${name.padEnd(30)} ${line}${extraInfo.paired !== undefined ? `  (paired passthrough ${extraInfo.paired}: ${((results.get(PRIMARY)?.rps ?? 0) / extraInfo.paired).toFixed(2)}x)` : ''}\n`);
+}
+
+async function measureProcess(name: string, kind: Measured['kind'], start: () => Promise<{ stop: () => Promise<void>; url: string }>): Promise<void> {
+  const t = await start();
+  try {
+    record(name, kind, await measureAll(t.url + '/'));
+  } finally {
+    await t.stop();
+  }
 }
 
 async function loadScenarios(): Promise<Scenario[]> {
@@ -197,132 +145,372 @@ async function loadScenarios(): Promise<Scenario[]> {
   return out;
 }
 
-async function main(): Promise<void> {
-  process.stdout.write(`bench: ${cores} cores, proxy on core ${PROXY_CORE}, load+upstream on core ${LOAD_CORE}${hasTaskset ? '' : ' (no taskset: unpinned)'}, ${DURATION}s per target, ${CONNECTIONS} connections\n`);
-  const results: Measured[] = [];
-  const extras: Record<string, unknown> = {};
-
-  // The upstream: nginx answering a small static body, on the load core.
-  const upstreamPort = await freePort();
-  await startNginx('upstream', LOAD_CORE, `  server { listen 127.0.0.1:${upstreamPort}; location / { default_type text/plain; return 200 "ok from the upstream\\n"; } }`);
-  await waitForPort(upstreamPort);
-  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
-  const ctx: BenchContext = { upstreamUrl, redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', dir };
-
-  if (wanted('direct')) results.push(summary('upstream direct', 'direct', await measure(upstreamUrl + '/')));
-
-  if (wanted('nginx')) {
-    const port = await freePort();
-    const p = await startNginx('proxy', PROXY_CORE, `  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }\n  server { listen 127.0.0.1:${port}; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } }`);
-    await waitForPort(port);
-    results.push(summary('nginx (1 worker)', 'baseline', await measure(`http://127.0.0.1:${port}/`)));
-    await stop(p);
+function summarize(): Measured[] {
+  const out: Measured[] = [];
+  for (const [name, e] of runs) {
+    const primary = e.byTool.get(PRIMARY) ?? [];
+    const m: Measured = {
+      name,
+      kind: e.kind,
+      rps: Math.round(median(primary.map((r) => r.rps))),
+      p50: +median(primary.map((r) => r.p50)).toFixed(2),
+      p99: +median(primary.map((r) => r.p99)).toFixed(2),
+      errors: primary.reduce((a, r) => a + r.errors, 0),
+      non2xx: primary.reduce((a, r) => a + r.non2xx, 0),
+      tool: PRIMARY,
+      rounds: primary.map((r) => r.rps),
+    };
+    if (e.scenario) {
+      m.description = e.scenario.description;
+      if (e.scenario.target) m.target = e.scenario.target;
+      m.pairedPassthrough = Math.round(median(e.paired));
+      m.pairedRounds = e.paired;
+    }
+    if (TOOLS.length > 1) {
+      m.byTool = {};
+      for (const [tool, list] of e.byTool) {
+        m.byTool[tool] = { rps: Math.round(median(list.map((r) => r.rps))), p50: median(list.map((r) => r.p50)), p99: median(list.map((r) => r.p99)), rounds: list.map((r) => r.rps) };
+      }
+    }
+    out.push(m);
   }
+  return out;
+}
 
-  for (const [name, file] of [['http-proxy', 'bench/baselines/http-proxy.ts'], ['@fastify/http-proxy', 'bench/baselines/fastify-http-proxy.ts']] as const) {
-    if (!wanted(name)) continue;
+/** CPU pressure at the start and at the end of the run. */
+const pressure: Array<number | null> = [];
+
+interface TargetCheck {
+  what: string;
+  ratio: Ratio | null;
+  atLeast: number;
+  met: boolean | null;
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(
+    `bench: ${cores} cores, proxy on core ${PROXY_CORE}, load+upstream on core ${LOAD_CORE}${hasTaskset ? '' : ' (no taskset: unpinned)'}, ` +
+      `${ROUNDS} round(s) of ${DURATION}s per target, ${CONNECTIONS} connections, load by ${TOOLS.join(' + ')}\n`,
+  );
+  const extras: Record<string, unknown> = {};
+  pressure.push(cpuPressure());
+  const upstream = await startUpstream();
+  const upstreamUrl = upstream.url;
+  const ctx: BenchContext = { upstreamUrl, redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', dir };
+  const scenarios = (await loadScenarios()).filter((s) => wanted(s.name));
+  const nodeBaseline = (file: string, name: string) => async () => {
     const port = await freePort();
     const p = track(pinned(PROXY_CORE, process.execPath, [join(ROOT, file), String(port), upstreamUrl]), name);
     await waitForPort(port);
-    results.push(summary(name, 'baseline', await measure(`http://127.0.0.1:${port}/`)));
-    await stop(p);
-  }
+    return { url: `http://127.0.0.1:${port}`, stop: () => stop(p) };
+  };
+  const gateway = (policy: string, env: Record<string, string> = {}) => async () => {
+    const gw = await startPortcullis(policy, env);
+    return { url: gw.url, stop: () => stop(gw.proc) };
+  };
 
-  let passthroughRps = 0;
-  if (wanted('passthrough') || only === null) {
-    const gw = await startPortcullis(passthroughPolicy(upstreamUrl));
-    const r = summary('portcullis passthrough', 'portcullis', await measure(gw.url + '/'));
-    passthroughRps = r.rps;
-    results.push(r);
-
-    if (!args['skip-extras']) {
-      // p99 added latency at half of the maximum rate, against the upstream direct at the same rate.
-      const rate = Math.max(100, Math.floor(passthroughRps / 2));
-      const viaGw = await autocannon({ url: gw.url + '/', connections: CONNECTIONS, duration: DURATION, overallRate: rate });
-      const direct = await autocannon({ url: upstreamUrl + '/', connections: CONNECTIONS, duration: DURATION, overallRate: rate });
-      extras.latency_at_half_rate = { rate, p99_through_ms: viaGw.latency.p99, p99_direct_ms: direct.latency.p99, added_p99_ms: viaGw.latency.p99 - direct.latency.p99 };
-      process.stdout.write(`  p99 at ${rate} req/s: ${viaGw.latency.p99} ms through, ${direct.latency.p99} ms direct\n`);
-
-      // Memory per connection: a fresh gateway (after the load above, V8 keeps the heap it grew to, which
-      // says nothing about connections), 1000 keep-alive connections that made one request each and idle.
-      const fresh = await startPortcullis(passthroughPolicy(upstreamUrl));
-      await new Promise((r) => setTimeout(r, 500));
-      const rssFresh = rssMiB(fresh.proc.pid!);
-      const sockets = await idleConnections(fresh.url, 1000);
-      await new Promise((r) => setTimeout(r, 1000));
-      const rssIdle = rssMiB(fresh.proc.pid!);
-      extras.rss_1000_idle_keepalive_mib = { fresh: rssFresh, with_1000_idle: rssIdle, after_load_test_process: rssMiB(gw.proc.pid!) };
-      process.stdout.write(`  RSS with 1000 idle keep-alive connections: ${rssIdle} MiB (fresh process: ${rssFresh} MiB; the process after the load test: ${rssMiB(gw.proc.pid!)} MiB)\n`);
-      for (const s of sockets) s.destroy();
-      await stop(fresh.proc);
+  for (let round = 1; round <= ROUNDS; round++) {
+    process.stdout.write(`round ${round}/${ROUNDS}\n`);
+    if (wanted('direct')) record(NAMES.direct, 'direct', await measureAll(upstreamUrl + '/'));
+    if (wanted('nginx')) {
+      await measureProcess(NAMES.nginx, 'baseline', async () => {
+        const port = await freePort();
+        const p = await startNginx(`proxy-${round}`, PROXY_CORE, `  upstream app { server 127.0.0.1:${upstream.port}; keepalive 64; }\n  server { listen 127.0.0.1:${port}; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } }`);
+        await waitForPort(port);
+        return { url: `http://127.0.0.1:${port}`, stop: () => stop(p) };
+      });
     }
-    await stop(gw.proc);
+    if (wanted('http-proxy')) await measureProcess(NAMES.httpProxy, 'baseline', nodeBaseline('bench/baselines/http-proxy.ts', NAMES.httpProxy));
+    if (wanted('@fastify/http-proxy')) await measureProcess(NAMES.fastify, 'baseline', nodeBaseline('bench/baselines/fastify-http-proxy.ts', NAMES.fastify));
+    if (wanted('raw-node')) await measureProcess(NAMES.rawNode, 'baseline', nodeBaseline('bench/baselines/raw-node.ts', NAMES.rawNode));
+    if (wanted('passthrough')) await measureProcess(NAMES.passthrough, 'portcullis', gateway(passthroughPolicy(upstreamUrl)));
+
+    for (const scenario of scenarios) {
+      // Each scenario is paired with a passthrough measured right before it: on a shared VM throughput
+      // drifts by 10-20% over minutes, which would otherwise show up as a scenario's cost.
+      const only = scenario.tool !== undefined && scenario.tool !== PRIMARY ? scenario.tool : undefined;
+      const reference = await startPortcullis(passthroughPolicy(upstreamUrl));
+      const paired = (await measureAll(reference.url + '/', {}, only)).get(PRIMARY)!.rps;
+      await stop(reference.proc);
+      const stopSetup = scenario.setup ? await scenario.setup(ctx) : null;
+      const gw = await startPortcullis(scenario.policy(ctx), scenario.env?.(ctx) ?? {});
+      try {
+        const load = scenario.load ? await scenario.load(ctx) : {};
+        const url = (scenario.scheme === 'https' ? gw.url.replace(/^http:/, 'https:') : gw.url) + '/';
+        record(scenario.name, 'scenario', await measureAll(url, load, only), { scenario, paired });
+      } finally {
+        await stop(gw.proc);
+        await stopSetup?.();
+      }
+    }
   }
 
-  if (!args['skip-extras'] && only === null && cores > 1) {
-    // workers: 2 on both cores (the load generator shares them: this understates the gain).
-    const one = await startPortcullis(passthroughPolicy(upstreamUrl), {}, `0,${LOAD_CORE}`);
-    const r1 = await measure(one.url + '/');
-    await stop(one.proc);
-    const two = await startPortcullis(passthroughPolicy(upstreamUrl, { top: 'workers: 2' }), {}, `0,${LOAD_CORE}`);
-    const r2 = await measure(two.url + '/');
-    await stop(two.proc);
-    extras.workers = { one_rps: Math.round(r1.requests.average), two_rps: Math.round(r2.requests.average), ratio: +(r2.requests.average / r1.requests.average).toFixed(2) };
-    process.stdout.write(`  workers: 1 → ${Math.round(r1.requests.average)} req/s, 2 → ${Math.round(r2.requests.average)} req/s (unpinned, sharing cores with the load)\n`);
+  let results = summarize();
+  const byName = (n: string) => results.find((r) => r.name === n);
+
+  if (extra('open-loop') || extra('memory')) {
+    // The closed-loop maximum of the passthrough sets the open-loop rate; measure it if the rounds did not.
+    let passMax = byName(NAMES.passthrough)?.rps ?? 0;
+    if (!passMax) {
+      const gw = await startPortcullis(passthroughPolicy(upstreamUrl));
+      passMax = (await measureAll(gw.url + '/')).get(PRIMARY)!.rps;
+      await stop(gw.proc);
+    }
+    Object.assign(extras, await latencyAndMemory(ctx, passMax));
   }
+  if (extra('workers') && cores > 1) extras.workers = await workersPhase(upstreamUrl);
 
-  for (const scenario of await loadScenarios()) {
-    if (!wanted(scenario.name)) continue;
-    // Each scenario is paired with a passthrough measured right before it: on a shared VM throughput
-    // drifts by 10-20% over minutes, which would otherwise show up as a scenario's cost.
-    const reference = await startPortcullis(passthroughPolicy(upstreamUrl));
-    const paired = Math.round((await measure(reference.url + '/')).requests.average);
-    await stop(reference.proc);
-    const stopSetup = scenario.setup ? await scenario.setup(ctx) : null;
-    const gw = await startPortcullis(scenario.policy(ctx), scenario.env?.(ctx) ?? {});
-    const load = scenario.load ? await scenario.load(ctx) : {};
-    const r = await measure((scenario.scheme === 'https' ? gw.url.replace(/^http:/, 'https:') : gw.url) + '/', load);
-    results.push(summary(scenario.name, 'scenario', r, { description: scenario.description, target: scenario.target, pairedPassthrough: paired }));
-    process.stdout.write(`    (paired passthrough ${paired} req/s: ${(r.requests.average / paired).toFixed(2)}x)\n`);
-    await stop(gw.proc);
-    await stopSetup?.();
+  await stopAll();
+  pressure.push(cpuPressure());
+  results = summarize();
+  writeResults(results, extras);
+}
+
+/**
+ * Open-loop latency and memory, on two fresh gateways (passthrough and full-policy): RSS fresh, RSS holding
+ * 1,000 idle keep-alive connections, then a closed-loop warm-up and the open-loop runs (direct, passthrough,
+ * full-policy at each rate), then the full-policy process' RSS after that load against its fresh RSS.
+ */
+async function latencyAndMemory(ctx: BenchContext, passMax: number): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const fullLoad = await fullPolicyScenario.load!(ctx);
+  const fullHeaders = (fullLoad.headers ?? {}) as Record<string, string>;
+  const settle = () => new Promise((r) => setTimeout(r, 1000));
+
+  const pass = await startPortcullis(passthroughPolicy(ctx.upstreamUrl));
+  const full = await startPortcullis(fullPolicyScenario.policy(ctx), fullPolicyScenario.env?.(ctx) ?? {});
+  try {
+    const memory: Record<string, unknown> = {};
+    for (const [name, gw, headers] of [['passthrough', pass, {}], ['full-policy', full, fullHeaders]] as const) {
+      await settle();
+      const fresh = rssMiB(gw.proc.pid!);
+      const sockets = await idleConnections(gw.url, 1000, headers);
+      await settle();
+      const idle = rssMiB(gw.proc.pid!);
+      // Still open when RSS was read (the gateway closes idle connections after its keep-alive timeout, 5 s).
+      const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
+      for (const s of sockets) s.destroy();
+      memory[name] = { fresh_mib: fresh, with_1000_idle_mib: idle, connections_open: stillOpen, target_mib: name === 'passthrough' ? 100 : 120, met: idle <= (name === 'passthrough' ? 100 : 120) };
+      process.stdout.write(`  RSS ${name}: fresh ${fresh} MiB, with 1000 idle keep-alive connections ${idle} MiB (${stillOpen} still open)\n`);
+    }
+
+    await closedLoop(PRIMARY, pass.url + '/', {}, CONNECTIONS, 2);
+    await closedLoop(PRIMARY, full.url + '/', fullLoad, CONNECTIONS, 2);
+    // Without the open-loop runs, the full-policy process still gets a load phase before its RSS is read again.
+    if (!extra('open-loop')) await closedLoop(PRIMARY, full.url + '/', fullLoad, CONNECTIONS, DURATION);
+    if (extra('open-loop')) {
+      const half = Math.max(100, Math.floor(passMax / 2));
+      const rates = [half, ...SWEEP.filter((r) => r !== half)];
+      const sweep: Record<string, unknown>[] = [];
+      for (const rate of rates) {
+        const run = (url: string, load?: Partial<Options>) => openLoopRun(url, { rate, connections: CONNECTIONS, seconds: DURATION, maxLagMs: MAX_LAG_MS, ...(load ? { load } : {}) });
+        const direct = await run(ctx.upstreamUrl + '/');
+        const viaPass = await run(pass.url + '/');
+        const viaFull = await run(full.url + '/', fullLoad);
+        const added = (r: OpenLoopResult) => (r.keptSchedule && direct.keptSchedule ? +(r.latency.p99 - direct.latency.p99).toFixed(3) : null);
+        const row = {
+          rate,
+          direct: openLoopSummary(direct),
+          passthrough: { ...openLoopSummary(viaPass), added_p99_ms: added(viaPass) },
+          full_policy: { ...openLoopSummary(viaFull), added_p99_ms: added(viaFull) },
+        };
+        sweep.push(row);
+        process.stdout.write(`  open loop ${rate} req/s: p99 direct ${fmtP99(direct)}, passthrough ${fmtP99(viaPass)} (added ${row.passthrough.added_p99_ms ?? 'n/a'}), full-policy ${fmtP99(viaFull)} (added ${row.full_policy.added_p99_ms ?? 'n/a'})\n`);
+      }
+      // The highest rate up to which the budget *stays* met: walking up the measured rates, the last one
+      // before the first miss (a run not reported counts as a miss).
+      const withinBudget = (key: 'passthrough' | 'full_policy') => {
+        let best: number | null = null;
+        for (const r of [...sweep].sort((a, b) => (a.rate as number) - (b.rate as number))) {
+          const a = (r[key] as { added_p99_ms: number | null }).added_p99_ms;
+          if (a === null || a > ADDED_P99_BUDGET_MS) break;
+          best = r.rate as number;
+        }
+        return best;
+      };
+      out.open_loop = {
+        passthrough_closed_loop_max: passMax,
+        half_rate: half,
+        budget_added_p99_ms: ADDED_P99_BUDGET_MS,
+        runs: sweep,
+        ...(SWEEP.length ? { highest_rate_within_budget: { passthrough: withinBudget('passthrough'), full_policy: withinBudget('full_policy') } } : {}),
+      };
+    }
+
+    await settle();
+    const after = rssMiB(full.proc.pid!);
+    const fresh = (memory['full-policy'] as { fresh_mib: number }).fresh_mib;
+    memory.full_policy_after_load = { fresh_mib: fresh, after_load_mib: after, ratio: +(after / fresh).toFixed(2), target_ratio: 1.3, met: after / fresh <= 1.3 };
+    process.stdout.write(`  RSS full-policy after the load phases: ${after} MiB (${(after / fresh).toFixed(2)}x fresh)\n`);
+    if (extra('memory')) out.memory = memory;
+  } finally {
+    await stop(pass.proc);
+    await stop(full.proc);
   }
+  return out;
+}
 
-  stopping = true;
-  for (const c of children) await stop(c);
+const fmtP99 = (r: OpenLoopResult) => (r.keptSchedule ? `${r.latency.p99} ms` : 'NOT REPORTED (generator behind schedule)');
 
-  const nginxRps = results.find((r) => r.name.startsWith('nginx'))?.rps ?? 0;
+function openLoopSummary(r: OpenLoopResult) {
+  return {
+    kept_schedule: r.keptSchedule,
+    ...(r.refusal ? { refusal: r.refusal } : {}),
+    achieved_rate: r.achievedRate,
+    ...(r.keptSchedule ? { latency_ms: r.latency } : {}),
+    errors: r.errors,
+    non2xx: r.non2xx,
+    unanswered: r.unanswered,
+    generator_lag_p99_ms: r.generatorLag.p99,
+    generator_cpu: r.generatorCpu,
+  };
+}
+
+/**
+ * `workers: 2` against one worker, both unpinned on both cores (they share them with the load generator,
+ * so this understates the gain), and the primary's share of the CPU time under load: utime+stime of the
+ * primary and of each worker (its children) over the measured phase.
+ */
+async function workersPhase(upstreamUrl: string): Promise<Record<string, unknown>> {
+  const both = `0,${LOAD_CORE}`;
+  const one = await startPortcullis(passthroughPolicy(upstreamUrl), {}, both);
+  await closedLoop(PRIMARY, one.url + '/', {}, CONNECTIONS, 2);
+  const r1 = await closedLoop(PRIMARY, one.url + '/', {}, CONNECTIONS, DURATION);
+  await stop(one.proc);
+  const two = await startPortcullis(passthroughPolicy(upstreamUrl, { top: 'workers: 2' }), {}, both);
+  const primary = two.proc.pid!;
+  await closedLoop(PRIMARY, two.url + '/', {}, CONNECTIONS, 2);
+  const workers = childPids(primary);
+  // A worker that died during the load (and was replaced) reads as 0 ticks: the share is then wrong, and
+  // `worker_pids_found` against the live children says so.
+  const ticks = (pid: number) => {
+    try {
+      return cpuTicks(pid);
+    } catch {
+      return 0;
+    }
+  };
+  const before = [primary, ...workers].map(ticks);
+  const r2 = await closedLoop(PRIMARY, two.url + '/', {}, CONNECTIONS, DURATION);
+  const after = [primary, ...workers].map(ticks);
+  const workersAfter = childPids(primary);
+  await stop(two.proc);
+  const deltas = after.map((a, i) => a - before[i]!);
+  const total = deltas.reduce((a, b) => a + b, 0);
+  const share = total ? +(deltas[0]! / total).toFixed(3) : null;
+  process.stdout.write(`  workers: 1 → ${r1.rps} req/s, 2 → ${r2.rps} req/s; primary's CPU share under load ${share === null ? 'n/a' : (share * 100).toFixed(1) + '%'} (${deltas.join(' / ')} ticks: primary / workers ${workers.join(', ')})\n`);
+  return {
+    one_rps: r1.rps,
+    two_rps: r2.rps,
+    ratio: +(r2.rps / r1.rps).toFixed(2),
+    primary_cpu_share: share,
+    cpu_ticks: { primary: deltas[0], workers: deltas.slice(1) },
+    worker_pids_found: workers.length,
+    workers_replaced_during_load: workersAfter.filter((p) => !workers.includes(p)).length,
+  };
+}
+
+/** Issue 16's throughput targets, each a ratio of medians with its spread. */
+function targetChecks(results: Measured[]): TargetCheck[] {
+  const get = (n: string) => results.find((r) => r.name === n);
+  const pass = get(NAMES.passthrough);
+  const full = get('full-policy');
+  const checks: TargetCheck[] = [];
+  const add = (what: string, num: number[] | undefined, den: number[] | undefined, atLeast: number) => {
+    const ratio = num && den ? ratioOfMedians(num, den) : null;
+    checks.push({ what, ratio, atLeast, met: ratio ? ratio.value >= atLeast : null });
+  };
+  add('passthrough vs @fastify/http-proxy', pass?.rounds, get(NAMES.fastify)?.rounds, 1.5);
+  add('passthrough vs http-proxy', pass?.rounds, get(NAMES.httpProxy)?.rounds, 2);
+  add('passthrough vs raw node:http', pass?.rounds, get(NAMES.rawNode)?.rounds, 0.45);
+  add('full-policy vs passthrough (paired)', full?.rounds, full?.pairedRounds, 0.75);
+  add('full-policy vs @fastify/http-proxy', full?.rounds, get(NAMES.fastify)?.rounds, 1.0);
+  return checks;
+}
+
+const metText = (met: boolean | null) => (met === null ? 'not measured' : met ? 'met' : 'not met');
+
+function writeResults(results: Measured[], extras: Record<string, unknown>): void {
+  const get = (n: string) => results.find((r) => r.name === n);
+  const nginx = get(NAMES.nginx);
+  const pass = get(NAMES.passthrough);
+  const vs = (r: Measured, base: Measured | undefined) => (base && base !== r ? formatRatio(ratioOfMedians(r.rounds, base.rounds)) : '');
+  const checks = targetChecks(results);
+  const otherTool = TOOLS[1];
   const lines = [
     `# Benchmark results`,
     '',
-    `${new Date().toISOString()} — ${cores} cores; proxy pinned to core ${PROXY_CORE}, autocannon and the nginx upstream to core ${LOAD_CORE}; ${DURATION}s per target after a 2s warm-up; ${CONNECTIONS} connections; Node ${process.version}.`,
+    `${new Date().toISOString()} — ${cores} cores; proxy pinned to core ${PROXY_CORE}, the load generator and the nginx upstream to core ${LOAD_CORE}; ` +
+      `${ROUNDS} interleaved round(s) of ${DURATION}s per target after a 2s warm-up; ${CONNECTIONS} connections; load by ${TOOLS.join(' + ')}; Node ${process.version}.`,
     '',
-    'Scenario rows compare with a passthrough measured right before each of them (the paired column).',
+    `req/s, p50 and p99 are medians over the rounds (${PRIMARY}); a ratio is the ratio of the medians, with the min–max of the per-round ratios in parentheses. ` +
+      'Scenario rows compare with a passthrough measured right before each of them (the paired column). Only ratios mean something: absolute numbers depend on this shared VM.',
     '',
-    '| target | req/s | p50 ms | p99 ms | vs nginx | vs passthrough | target |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...(pressure.some((p) => p !== null)
+      ? [`CPU pressure (share of the last minute some task waited for a CPU, /proc/pressure/cpu) at the start and the end: ${pressure.map((p) => (p === null ? 'n/a' : `${p}%`)).join(', ')}.` +
+          `${pressure.some((p) => (p ?? 0) > 20) ? ' **The machine was busy: do not read the ratios as the gateway\'s.**' : ''}`, '']
+      : []),
+    `| target | req/s |${otherTool ? ` ${otherTool} req/s |` : ''} p50 ms | p99 ms | vs nginx | vs @fastify/http-proxy | vs http-proxy | vs raw node | vs passthrough | target |`,
+    `| --- | ---: |${otherTool ? ' ---: |' : ''} ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
     ...results.map((r) => {
-      const vsNginx = nginxRps ? (r.rps / nginxRps).toFixed(2) + 'x' : '';
-      const ref = r.pairedPassthrough ?? passthroughRps;
-      const vsPass = ref ? (r.rps / ref).toFixed(2) + 'x' : '';
+      const paired = r.pairedRounds ? ratioOfMedians(r.rounds, r.pairedRounds) : pass && pass !== r ? ratioOfMedians(r.rounds, pass.rounds) : null;
       const t = r.target ? [r.target.atLeast !== undefined ? `>= ${r.target.atLeast}x` : '', r.target.atMost !== undefined ? `<= ${r.target.atMost}x` : '', r.target.note ?? ''].filter(Boolean).join(' ') : '';
-      const met = r.target && ref ? (((r.target.atLeast === undefined || r.rps / ref >= r.target.atLeast) && (r.target.atMost === undefined || r.rps / ref <= r.target.atMost)) ? ' (met)' : ' (not met)') : '';
-      return `| ${r.name}${r.errors || r.non2xx ? ` (errors ${r.errors}, non-2xx ${r.non2xx})` : ''} | ${r.rps} | ${r.p50} | ${r.p99} | ${vsNginx} | ${vsPass} | ${t}${t ? met : ''} |`;
+      const met = r.target && paired ? (((r.target.atLeast === undefined || paired.value >= r.target.atLeast) && (r.target.atMost === undefined || paired.value <= r.target.atMost)) ? ' (met)' : ' (not met)') : '';
+      return `| ${r.name}${r.errors || r.non2xx ? ` (errors ${r.errors}, non-2xx ${r.non2xx})` : ''} | ${r.rps} |${otherTool ? ` ${r.byTool?.[otherTool]?.rps ?? ''} |` : ''} ${r.p50} | ${r.p99} | ${vs(r, nginx)} | ${vs(r, get(NAMES.fastify))} | ${vs(r, get(NAMES.httpProxy))} | ${vs(r, get(NAMES.rawNode))} | ${formatRatio(paired)} | ${t}${t ? met : ''} |`;
     }),
     '',
-    ...Object.entries(extras).map(([k, v]) => `- ${k}: \`${JSON.stringify(v)}\``),
+    '## Targets from issue 16',
+    '',
+    '| ratio | value (spread) | target | |',
+    '| --- | ---: | ---: | --- |',
+    ...checks.map((c) => `| ${c.what} | ${formatRatio(c.ratio)} | >= ${c.atLeast}x | ${metText(c.met)} |`),
+    ...extrasLines(extras),
     '',
   ];
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results', `${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), cores, duration: DURATION, connections: CONNECTIONS, results, extras }, null, 2) + '\n');
+  writeFileSync(
+    join(ROOT, 'bench/results', `${stamp}.json`),
+    JSON.stringify({ date: new Date().toISOString(), cores, duration: DURATION, connections: CONNECTIONS, rounds: ROUNDS, tools: TOOLS, cpu_pressure_avg60: pressure, results, targets: checks, extras }, null, 2) + '\n',
+  );
   writeFileSync(join(ROOT, 'bench/results/latest.md'), lines.join('\n'));
   process.stdout.write('\n' + lines.join('\n'));
 }
 
+function extrasLines(extras: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const ol = extras.open_loop as { half_rate: number; passthrough_closed_loop_max: number; runs: Array<Record<string, any>>; highest_rate_within_budget?: Record<string, number | null> } | undefined;
+  if (ol) {
+    lines.push('', '## Open-loop latency (bench/open-loop.ts)', '', `Fixed schedule, latency from each request's intended send time; the first rate is half of the passthrough's closed-loop maximum (${ol.passthrough_closed_loop_max} req/s). Target: p99 added over direct <= ${ADDED_P99_BUDGET_MS} ms.`, '');
+    lines.push('| rate | direct p99 | passthrough p99 | added | full-policy p99 | added | |', '| ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+    for (const r of ol.runs) {
+      const p = (x: Record<string, any>) => (x.kept_schedule ? `${x.latency_ms.p99} ms${x.achieved_rate < r.rate * 0.98 ? ` (achieved ${x.achieved_rate})` : ''}` : 'not reported');
+      const a = (x: Record<string, any>) => (x.added_p99_ms === null ? 'n/a' : `${x.added_p99_ms} ms (${x.added_p99_ms <= ADDED_P99_BUDGET_MS ? 'met' : 'not met'})`);
+      const refused = [r.direct, r.passthrough, r.full_policy].some((x) => !x.kept_schedule);
+      lines.push(`| ${r.rate} | ${p(r.direct)} | ${p(r.passthrough)} | ${a(r.passthrough)} | ${p(r.full_policy)} | ${a(r.full_policy)} | ${refused ? 'the generator fell behind its own schedule: not reported' : ''} |`);
+    }
+    if (ol.highest_rate_within_budget) lines.push('', `Highest rate up to which p99 added stays <= ${ADDED_P99_BUDGET_MS} ms (every lower measured rate within it too): passthrough ${ol.highest_rate_within_budget.passthrough ?? 'none'}, full-policy ${ol.highest_rate_within_budget.full_policy ?? 'none'}.`);
+  }
+  const mem = extras.memory as Record<string, any> | undefined;
+  if (mem) {
+    lines.push('', '## Memory', '');
+    for (const k of ['passthrough', 'full-policy']) {
+      const m = mem[k];
+      if (m) lines.push(`- ${k}: RSS with 1,000 idle keep-alive connections ${m.with_1000_idle_mib} MiB (fresh process ${m.fresh_mib} MiB; ${m.connections_open} of them still open at the reading); target <= ${m.target_mib} MiB: ${metText(m.met)}`);
+    }
+    const a = mem.full_policy_after_load;
+    if (a) lines.push(`- full-policy after the load phases: ${a.after_load_mib} MiB, ${a.ratio}x its fresh RSS (${a.fresh_mib} MiB); target within ${a.target_ratio}x: ${metText(a.met)}`);
+  }
+  const w = extras.workers as Record<string, any> | undefined;
+  if (w) {
+    lines.push('', '## Workers', '', `- workers: 1 → ${w.one_rps} req/s, workers: 2 → ${w.two_rps} req/s (${w.ratio}x; both on both cores, sharing them with the load)`);
+    lines.push(`- the primary's share of the CPU time under load: ${w.primary_cpu_share === null ? 'n/a' : (w.primary_cpu_share * 100).toFixed(1) + '%'} (ticks: primary ${w.cpu_ticks.primary}, workers ${w.cpu_ticks.workers.join(', ')})`);
+  }
+  return lines;
+}
+
 main().catch(async (err: unknown) => {
-  stopping = true;
-  for (const c of children) await stop(c);
+  await stopAll();
   process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });

@@ -13,8 +13,9 @@ const pkiDir = (ctx: BenchContext) => join(ctx.dir, 'mtls-pki');
 
 export const scenario: Scenario = {
   name: 'mtls-passthrough',
-  description: 'TLS listener requiring client certificates (client_ca + CRL), client_cert provider with a SPIFFE rule, X-Forwarded-Client-Cert; HTTP/1.1 keep-alive',
+  description: 'TLS listener requiring client certificates (client_ca + CRL), client_cert provider with a SPIFFE rule, X-Forwarded-Client-Cert; HTTP/1.1 keep-alive (driven by autocannon: wrk cannot present a client certificate)',
   scheme: 'https',
+  tool: 'autocannon', // wrk cannot present a client certificate
   async setup(ctx) {
     mkdirSync(pkiDir(ctx), { recursive: true });
     const pki = makePki('Bench CA', pkiDir(ctx));

@@ -19,6 +19,8 @@ export interface Scenario {
   policy(ctx: BenchContext): string;
   /** The listener the policy declares is TLS: the load goes to https:// (default http). */
   scheme?: 'http' | 'https';
+  /** The one load generator that can drive this scenario (e.g. autocannon, for client certificates). */
+  tool?: 'autocannon' | 'wrk';
   /** autocannon options merged over the defaults (headers, method, body, requests...). */
   load?(ctx: BenchContext): Promise<Partial<Options>> | Partial<Options>;
   /** Environment of the gateway process. */
