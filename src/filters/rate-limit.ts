@@ -16,6 +16,7 @@ import { cookieValues } from '../proxy/cookie.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
 import { makeRate, type Rate } from '../ratelimit/types.ts';
+import { providerOfRoute } from './auth.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
@@ -43,11 +44,19 @@ const limitSchema = object(
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
     on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
+    count: withDefault(oneOf(['requests', 'refused'] as const, {
+      description: 'What spends the budget: every request, or only the requests an identity filter refused (jwt, api_key, forward_auth, oidc, authorize with 401/403; token guessing, credential stuffing). A `refused` limit is checked before auth: a client over it gets 429 too_many_refusals before anything more of it is verified.',
+    }), 'requests'),
   },
   {
     description: 'A named limit.',
     check(l, path, issues) {
       if (l.burst !== undefined && l.burst > l.limit * 1000) issues.push({ path: [...path, 'burst'], message: 'burst is more than 1000 times the limit' });
+      if (l.count === 'refused') {
+        // Checked before auth, counted when auth said no: there is no verified identity either time.
+        const i = l.key.findIndex((k) => k === 'subject' || k === 'credential' || k.startsWith('claim:'));
+        if (i !== -1) issues.push({ path: [...path, 'key', i], message: `a count: refused limit cannot be keyed on ${l.key[i]}: a refused request has no verified identity (use client_ip, route, token, header:NAME or a body field)` });
+      }
     },
   },
 );
@@ -115,7 +124,7 @@ const rateLimitsSchema: Schema<RateLimitsConfig> = {
 const routeLimitSchema = array(string({ pattern: NAME, patternName: 'limit name' }), { single: true, minItems: 1, description: 'Names of limits under `rate_limits`; all must pass.' });
 
 /** One limit, compiled: its rate, its key function, its header item, its metric children. */
-interface CompiledLimit {
+export interface CompiledLimit {
   readonly name: string;
   readonly rate: Rate;
   readonly enforce: boolean;
@@ -124,12 +133,14 @@ interface CompiledLimit {
   readonly policyItem: string;
   /** Keyed on `credential`: the request's credential rate (an API key's own `rate_limit`) replaces `rate`. */
   readonly credentialRate: boolean;
+  /** `count: refused`: checked before auth and spent by refusals (refusal-limit.ts), skipped here. */
+  readonly refused: boolean;
 }
 
 type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
 const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
 
-interface Shared {
+export interface Shared {
   limiter: Limiter;
   limits: Map<string, CompiledLimit>;
   storeDescription: string;
@@ -138,7 +149,7 @@ interface Shared {
 
 /** A value safe to put in a key as is, or its hash (long, or with separators): bounded key size. */
 const PLAIN = /^[A-Za-z0-9._~@+=-]{1,64}$/;
-function keyValue(v: string): string {
+export function keyValue(v: string): string {
   return PLAIN.test(v) ? 'v' + v : 'h' + createHash('sha256').update(v).digest('base64url').slice(0, 22);
 }
 
@@ -252,8 +263,17 @@ function unreadable(file: string): string | null {
   }
 }
 
-function seconds(ms: number): number {
+export function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
+}
+
+// What `setup` built for the policy being compiled, for the refusal-limit filter (compiled before auth,
+// from the same limits and store).
+const sharedOf = new WeakMap<CompileEnv, Shared>();
+
+/** The rate limits of the policy `env` compiles, or null when it has none. */
+export function rateLimitsOf(env: CompileEnv): Shared | null {
+  return sharedOf.get(env) ?? null;
 }
 
 function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | null {
@@ -344,9 +364,12 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
       credentialRate: cfg.key.includes('credential'),
+      refused: cfg.count === 'refused',
     });
   }
-  return { limiter, limits, storeDescription, decisionsTotal };
+  const shared = { limiter, limits, storeDescription, decisionsTotal };
+  sharedOf.set(env, shared);
+  return shared;
 }
 
 /** The rate a request is counted at: the limit's, or its credential's own on a limit keyed on `credential`. */
@@ -377,6 +400,11 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       if (!l) {
         const near = nearest(name, [...shared.limits.keys()]);
         env.problem([...routePath, 'rate_limit', i], `unknown rate limit "${name}"${near ? ` (did you mean "${near}"?)` : ` (known: ${[...shared.limits.keys()].join(', ') || 'none'})`}`);
+      } else if (l.refused) {
+        // The refusal-limit filter (before auth) owns it; auth has been compiled by now, so it can be asked.
+        if (providerOfRoute(env, routePath) === null) {
+          env.problem([...routePath, 'rate_limit', i], `limit "${name}" counts the requests auth or authorize refuse (count: refused), but this route is not authenticated: nothing would ever be counted`);
+        }
       } else if (!limits.includes(l)) limits.push(l);
     });
     if (limits.length === 0) return null;
