@@ -17,10 +17,11 @@ import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limite
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
 import { makeRate, type Rate } from '../ratelimit/types.ts';
 import { providerOfRoute } from './auth.ts';
+import { AMBIGUOUS, BODY_FIELD_CAP, bodyField } from './body-fields.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from './types.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|form:[A-Za-z0-9_.:\[\]-]{1,128}|json:[A-Za-z0-9_:-]{1,128})$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -31,10 +32,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, credential, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), credential (the API key or client certificate used: each has its own bucket, and an API key with its own `rate_limit` is counted at that rate), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), credential (the API key or client certificate used: each has its own bucket, and an API key with its own `rate_limit` is counted at that rate), claim:NAME, header:NAME, form:NAME (a field of a urlencoded body), json:NAME (a top-level string member of a JSON body; body fields are read from the first 16 KiB, the body then forwarded unchanged; a field sent twice is 400 ambiguous_body_field), or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -42,7 +43,7 @@ const limitSchema = object(
     ipv6_prefix: withDefault(integer({ min: 1, max: 128, description: 'IPv6 clients are grouped by this prefix length (one /64 is one subscriber).' }), 64),
     ipv4_prefix: withDefault(integer({ min: 1, max: 32, description: 'IPv4 clients are grouped by this prefix length.' }), 32),
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
-    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
+    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header, token or body field of the key is absent (a body field also when the body is of another type, encoded, longer than 16 KiB, or the JSON value is not a string): count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
     count: withDefault(oneOf(['requests', 'refused'] as const, {
       description: 'What spends the budget: every request, or only the requests an identity filter refused (jwt, api_key, forward_auth, oidc, authorize with 401/403; token guessing, credential stuffing). A `refused` limit is checked before auth: a client over it gets 429 too_many_refusals before anything more of it is verified.',
@@ -135,7 +136,12 @@ export interface CompiledLimit {
   readonly credentialRate: boolean;
   /** `count: refused`: checked before auth and spent by refusals (refusal-limit.ts), skipped here. */
   readonly refused: boolean;
+  /** A key part is a body field: the body's first bytes are read before the key is made. */
+  readonly readsBody: boolean;
 }
+
+/** What a key function returns when a body field of the key was sent twice: the request is refused. */
+export const AMBIGUOUS_KEY = '\u0000ambiguous';
 
 type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
 const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
@@ -220,6 +226,15 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
       return 'c' + keyValue(typeof v === 'string' ? v : JSON.stringify(v));
     };
   }
+  if (spec.startsWith('form:') || spec.startsWith('json:')) {
+    const kind = spec.startsWith('form:') ? 'form' : 'json';
+    const field = spec.slice(5);
+    const tag = kind === 'form' ? 'f' : 'j';
+    return (ctx) => {
+      const v = bodyField(ctx, kind, field);
+      return v === null ? null : v === AMBIGUOUS ? AMBIGUOUS_KEY : tag + keyValue(v);
+    };
+  }
   const header = spec.slice(7).toLowerCase();
   return (ctx) => {
     const v = headerValue(ctx, header);
@@ -240,17 +255,19 @@ function compileKey(name: string, cfg: LimitConfig, prefix: string): CompiledLim
     const only = parts[0]!;
     return (ctx, route) => {
       const v = only(ctx, route);
-      return v === null ? missing(ctx, route) : head + v + '}';
+      return v === null ? missing(ctx, route) : v === AMBIGUOUS_KEY ? v : head + v + '}';
     };
   }
   return (ctx, route) => {
     let key = head;
+    let absent = false;
     for (let i = 0; i < parts.length; i++) {
       const v = parts[i]!(ctx, route);
-      if (v === null) return missing(ctx, route);
-      key += i === 0 ? v : '|' + v;
+      if (v === AMBIGUOUS_KEY) return v; // refused whatever the other parts are
+      if (v === null) absent = true;
+      else if (!absent) key += i === 0 ? v : '|' + v;
     }
-    return key + '}';
+    return absent ? missing(ctx, route) : key + '}';
   };
 }
 
@@ -365,6 +382,7 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
       credentialRate: cfg.key.includes('credential'),
       refused: cfg.count === 'refused',
+      readsBody: cfg.key.some((k) => k.startsWith('form:') || k.startsWith('json:')),
     });
   }
   const shared = { limiter, limits, storeDescription, decisionsTotal };
@@ -377,11 +395,30 @@ function rateOf(l: CompiledLimit, ctx: RequestContext): Rate {
   return l.credentialRate && ctx.credential !== null && ctx.credential.rate !== null ? ctx.credential.rate : l.rate;
 }
 
+const AMBIGUOUS_DETAIL = 'the request body names a field of the rate-limit key more than once';
+
+/**
+ * The request hook of limits keyed on body fields: reads the body's first bytes once (every limit of the
+ * request shares them), refuses a body that names a key field twice before any limit counts, then decides.
+ */
+export function withBodyFields(limits: readonly CompiledLimit[], routeKey: string, decide: (ctx: RequestContext) => Verdict | Promise<Verdict>): (ctx: RequestContext) => Verdict | Promise<Verdict> {
+  const reading = limits.filter((l) => l.readsBody);
+  const checked = (ctx: RequestContext): Verdict | Promise<Verdict> => {
+    for (const l of reading) if (l.key(ctx, routeKey) === AMBIGUOUS_KEY) return deny(400, 'ambiguous_body_field', AMBIGUOUS_DETAIL);
+    return decide(ctx);
+  };
+  return (ctx) => {
+    const body = ctx.body;
+    if (body !== null && body.current === null) return body.prefix(BODY_FIELD_CAP).then(() => checked(ctx));
+    return checked(ctx);
+  };
+}
+
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
 
 export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>({
   name: 'rate_limit',
-  reasons: ['rate_limited', 'ratelimit_unavailable'],
+  reasons: ['rate_limited', 'ratelimit_unavailable', 'ambiguous_body_field'],
   stage: 'route',
   globalKey: 'rate_limits',
   globalSchema: rateLimitsSchema,
@@ -445,7 +482,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       return deny(429, 'rate_limited', RATE_LIMITED_DETAIL, { 'retry-after': String(seconds(retryMs)) });
     };
 
-    const onRequest = limits.length === 1
+    const decide = limits.length === 1
       ? (ctx: RequestContext): Verdict | Promise<Verdict> => {
           const l = limits[0]!;
           const key = l.key(ctx, routeKey);
@@ -470,11 +507,13 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           if (!pending) return finish(ctx, ds as (Decision | null)[]);
           return Promise.all(ds).then((resolved) => finish(ctx, resolved));
         };
+    const readsBody = limits.some((l) => l.readsBody);
 
     return {
       name: 'rate_limit',
-      onRequest,
+      onRequest: readsBody ? withBodyFields(limits, routeKey, decide) : decide,
       onResponse: null,
+      readsBody,
       explainable: false, // a hit counts against the limit
       describe: () => ({
         limits: limits.map((l) => ({ name: l.name, limit: l.rate.limit, window_ms: l.rate.windowMs, burst: l.rate.burst, enforce: l.enforce })),

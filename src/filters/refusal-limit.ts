@@ -6,7 +6,7 @@
 import type { Counter } from 'prom-client';
 import type { RequestContext, ResponseHead } from '../proxy/context.ts';
 import type { Decision } from '../ratelimit/limiter.ts';
-import { keyValue, rateLimitsOf, seconds, type CompiledLimit } from './rate-limit.ts';
+import { AMBIGUOUS_KEY, keyValue, rateLimitsOf, seconds, withBodyFields, type CompiledLimit } from './rate-limit.ts';
 import { deny, defineFilter, type Verdict } from './types.ts';
 
 /**
@@ -33,7 +33,7 @@ const SOURCES = ['redis', 'memory', 'cache', 'local', 'unavailable'] as const;
 
 export const refusalLimit = defineFilter<undefined, string[], undefined>({
   name: 'refusal_limit',
-  reasons: ['too_many_refusals', 'ratelimit_unavailable'],
+  reasons: ['too_many_refusals', 'ratelimit_unavailable', 'ambiguous_body_field'],
   stage: 'route',
   // The route's `rate_limit` list names these limits too; rate-limit.ts owns its schema and reports
   // unknown names, so this module only reads it.
@@ -77,7 +77,7 @@ export const refusalLimit = defineFilter<undefined, string[], undefined>({
       return deny(429, 'too_many_refusals', DETAIL, { 'retry-after': String(seconds(retryMs)) });
     };
 
-    const onRequest = (ctx: RequestContext): Verdict | Promise<Verdict> => {
+    const decide = (ctx: RequestContext): Verdict | Promise<Verdict> => {
       const now = Date.now();
       const ds: (Decision | null | Promise<Decision>)[] = [];
       let pending = false;
@@ -99,17 +99,20 @@ export const refusalLimit = defineFilter<undefined, string[], undefined>({
       for (let i = 0; i < limits.length; i++) {
         const l = limits[i]!;
         const key = l.key(ctx, routeKey);
-        if (key === null) continue;
+        if (key === null || key === AMBIGUOUS_KEY) continue;
         children[i]!.spent.inc();
         const d = limiter.check(key, now, l.rate);
         if (d instanceof Promise) d.catch(() => undefined); // the limiter turns store failures into decisions
       }
     };
 
+    const readsBody = limits.some((l) => l.readsBody);
+
     return {
       name: 'refusal_limit',
-      onRequest,
+      onRequest: readsBody ? withBodyFields(limits, routeKey, decide) : decide,
       onResponse,
+      readsBody,
       explainable: false, // asks the store
       describe: () => ({
         limits: limits.map((l) => ({ name: l.name, count: 'refused', limit: l.rate.limit, window_ms: l.rate.windowMs, burst: l.rate.burst, enforce: l.enforce })),

@@ -12,9 +12,10 @@ import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../proxy/cidr.ts';
 import { RequestContext, type ResponseHead } from '../proxy/context.ts';
-import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
+import { forward, requestBodyOf, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
 import { identifyClient, setForwardingHeaders, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { RequestBody } from '../proxy/request-body.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest, unknownHost, type Refusal } from './admission.ts';
@@ -193,6 +194,11 @@ export class Gateway implements ForwardSink {
     }
     const cl = req.headers['content-length'];
     if (cl !== undefined && Number(cl) > route.maxBodySize) return this.#refuse(ctx, res, 413, 'body_too_large');
+    if (route.readsBody) {
+      const source = requestBodyOf(req, route.maxBodySize);
+      // A filter reads the body before the chain ends: the client awaiting 100 Continue gets it then.
+      if (source !== null) ctx.body = new RequestBody(source, expectContinue ? () => (res as ServerResponse).writeContinue() : noop);
+    }
 
     if (route.request !== null) {
       let v: Deny | undefined | Promise<Deny | undefined>;
@@ -224,7 +230,7 @@ export class Gateway implements ForwardSink {
     delete headers.expect; // answered here: 100 Continue goes out only once the filters let the request in
     if (headers.host === undefined) headers.host = ctx.authority;
     setForwardingHeaders(headers, ctx.peerIp, ctx.peerTrusted, ctx.scheme, ctx.authority);
-    if (expectContinue) (res as ServerResponse).writeContinue();
+    if (expectContinue && (ctx.body === null || !ctx.body.started)) (res as ServerResponse).writeContinue();
     for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
   }
@@ -355,6 +361,8 @@ export class Gateway implements ForwardSink {
     if (this.#inflight === 0 && this.#idleWaiters.length) for (const w of this.#idleWaiters.splice(0)) w();
   }
 }
+
+function noop(): void {}
 
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */
 export function hostname(authority: string): string {
