@@ -11,6 +11,7 @@ import { Metrics } from '../observability/metrics.ts';
 import { RequestContext } from '../proxy/context.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { RequestBody } from '../proxy/request-body.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
@@ -24,6 +25,8 @@ export interface SimulatedRequest {
   host?: string;
   headers?: Record<string, string>;
   clientIp?: string;
+  /** Request body, for filters that read its first bytes (rate-limit keys from body fields). */
+  body?: string;
 }
 
 export interface Outcome {
@@ -42,6 +45,8 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v;
   const host = req.host ?? headers.host ?? 'localhost';
   headers.host = host;
+  // A case's body is sent with its length, as clients send small bodies.
+  if (req.body !== undefined && headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', 'https', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
   const answer = (status: number, reason: string, filter: string, extra: Record<string, string | string[] | undefined> = {}): Outcome =>
@@ -66,6 +71,7 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   const refused = hardeningRefusal(policy, route, ctx, routed.method);
   if (refused !== null && !route.hardening.report) return answer(refused.status, refused.reason, 'gateway', refused.headers);
   if (refused === null) restoreKeptHeaders(route, ctx);
+  if (route.readsBody && req.body !== undefined) ctx.body = new RequestBody(oneChunk(Buffer.from(req.body)), () => undefined);
   if (route.request !== null) {
     const d = await runChain(route.request, route.requestNames, ctx);
     if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
@@ -77,6 +83,10 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   }
   if (route.upstream === null) return answer(404, 'route_not_found', 'gateway');
   return { status: 0, reason: null, filter: null, headers: ctx.responseHeaders, ctx };
+}
+
+async function* oneChunk(b: Buffer): AsyncGenerator<Buffer> {
+  yield b;
 }
 
 // ---- cases file ----
@@ -213,7 +223,7 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
           headers.authorization = `Bearer ${token}`;
         }
       }
-      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers });
+      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers, body: str(c.body) });
       const expect = c.expect;
       const got = out.reason === null ? 'allowed' : `${out.status} ${out.reason}`;
       if (expect === 'allowed' || expect === 'allow') {

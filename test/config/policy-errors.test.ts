@@ -150,3 +150,18 @@ describe('rate-limit errors: count and body-field keys', () => {
     expect(problems(text)).toEqual(['policy.yaml:11:18: limit "refusals" counts the requests auth or authorize refuse (count: refused), but this route is not authenticated: nothing would ever be counted']);
   });
 });
+
+describe('rate-limit errors: body-field keys', () => {
+  it('accepts form: and json: key parts, alone and combined', () => {
+    const text = BASE + 'rate_limits:\n  login: { key: [form:username, route], limit: 5, window: 1m }\n  api: { key: json:email, limit: 5, window: 1m }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n    rate_limit: [login, api]\n';
+    expect(problems(text)).toEqual([]);
+  });
+
+  it('names a body key part without a field, or a JSON path (top-level members only), at the part', () => {
+    const text = BASE + 'rate_limits:\n  login: { key: [client_ip, "form:"], limit: 5, window: 1m }\n  api: { key: json:user.email, limit: 5, window: 1m }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n';
+    expect(problems(text)).toEqual([
+      'policy.yaml:7:29: "form:" is not a valid key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)',
+      'policy.yaml:8:15: "json:user.email" is not a valid key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)',
+    ]);
+  });
+});
