@@ -13,6 +13,7 @@ import type { ClientCertificate, ClientCertProblem } from '../contract/client-ce
 import { statedClientCertificate } from '../proxy/client-cert.ts';
 import { upstreamHeadersFrom } from '../proxy/headers.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { RequestBody } from '../proxy/request-body.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest } from '../server/admission.ts';
 import { hostname } from '../server/gateway.ts';
 import { quietTelemetry } from './quiet-telemetry.ts';
@@ -28,6 +29,8 @@ export interface SimulatedRequest {
   clientIp?: string;
   /** The connection's client certificate (as a listener with client_ca verified it), or none. */
   clientCert?: ClientCertificate | null;
+  /** Request body, for filters that read its first bytes (rate-limit keys from body fields). */
+  body?: string;
 }
 
 export interface Outcome {
@@ -46,6 +49,8 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v;
   const host = req.host ?? headers.host ?? 'localhost';
   headers.host = host;
+  // A case's body is sent with its length, as clients send small bodies.
+  if (req.body !== undefined && headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
   const ctx = new RequestContext(method, '1.1', headers, req.clientIp ?? '127.0.0.1', 'https', performance.now());
   ctx.upstreamHeaders = upstreamHeadersFrom(headers, false, policy.scrub, ctx);
   ctx.clientCert = req.clientCert ?? null;
@@ -72,6 +77,7 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   if (refused !== null && !route.hardening.report) return answer(refused.status, refused.reason, 'gateway', refused.headers);
   if (refused === null) restoreKeptHeaders(route, ctx);
   else reportDeny(ctx, 'gateway', refused.reason);
+  if (route.readsBody && req.body !== undefined) ctx.body = new RequestBody(oneChunk(Buffer.from(req.body)), () => undefined);
   if (route.request !== null) {
     const d = await runChain(route.request, route.requestNames, ctx);
     if (d) return answer(d.status, d.reason, ctx.deny?.filter ?? 'gateway', d.headers);
@@ -83,6 +89,10 @@ export async function simulateRequest(policy: CompiledPolicy, req: SimulatedRequ
   }
   if (route.upstream === null) return answer(404, 'route_not_found', 'gateway');
   return { status: 0, reason: null, filter: null, headers: ctx.responseHeaders, ctx };
+}
+
+async function* oneChunk(b: Buffer): AsyncGenerator<Buffer> {
+  yield b;
 }
 
 // ---- cases file ----
@@ -246,7 +256,7 @@ export async function runPolicyTests(policyFile: string, casesFile: string): Pro
         }
         clientCert = stated;
       }
-      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers, clientCert });
+      const out = await simulateRequest(policy, { method: str(c.method), path: str(c.path) ?? '/', host: str(c.host), headers, clientCert, body: str(c.body) });
       // `reported: REASON | [REASONS] | none`: the denies of filters in report mode the request gets.
       if (c.reported !== undefined) {
         const want = c.reported === 'none' || c.reported === null ? [] : (Array.isArray(c.reported) ? c.reported : [c.reported]).map(String);

@@ -41,6 +41,29 @@ export class BodyRejectedError extends Error {
   }
 }
 
+/** The first bytes of a request body, read before forwarding (see BodyReader). */
+export interface BodyPrefix {
+  /** The whole body when `complete`, else its first bytes (at most the cap asked for). */
+  readonly bytes: Buffer;
+  /** True when nothing follows `bytes`: the body fit in the cap and arrived whole. */
+  readonly complete: boolean;
+}
+
+/**
+ * The request body of a route whose filters read its first bytes (rate-limit keys from body fields).
+ * `prefix` reads once (later calls share the first read); the forwarder then sends those bytes and the
+ * rest unchanged. Set by the gateway before the chain on such routes when the request has a body.
+ */
+export interface BodyReader {
+  prefix(max: number): Promise<BodyPrefix>;
+  /** The prefix once read, else null. */
+  readonly current: BodyPrefix | null;
+  /** Reading began (and `Expect: 100-continue` was answered). */
+  readonly started: boolean;
+  /** The body for the upstream, read-ahead bytes first. */
+  stream(): AsyncIterable<Buffer>;
+}
+
 export interface DenyRecord {
   filter: string;
   reason: string;
@@ -119,6 +142,8 @@ export class RequestContext {
   span: unknown;
   /** Set by a request filter to inspect the body as it streams (body limits), else null. */
   bodyFilter: BodyFilter | null;
+  /** The body's reader on routes whose filters read its first bytes (and the request has one), else null. */
+  body: BodyReader | null;
   /** Client headers removed before any filter ran (untrusted-header list, `_` names), by name; else null. */
   scrubbed: HeaderMap | null;
   /** NormalizedTarget.flags of the request target (path parameters, encoded percent). */
@@ -161,6 +186,7 @@ export class RequestContext {
     this.audit = null;
     this.span = null;
     this.bodyFilter = null;
+    this.body = null;
     this.scrubbed = null;
     this.targetFlags = 0;
   }

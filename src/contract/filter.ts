@@ -39,6 +39,11 @@ export interface CompiledFilter {
    * their own CORS. Absent: false.
    */
   readonly answersPreflight?: boolean;
+  /**
+   * True when `onRequest` reads the first bytes of the body (`ctx.body.prefix`, rate-limit keys from body
+   * fields): the gateway then gives requests with a body a reader before the chain. Absent: false.
+   */
+  readonly readsBody?: boolean;
 }
 
 /** What compile steps get from the core: where they are, how to report problems, telemetry to use. */

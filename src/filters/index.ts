@@ -9,6 +9,7 @@ import { csrf } from './csrf.ts';
 import { ipRules } from './ip-rules.ts';
 import { rateLimit } from './rate-limit.ts';
 import { redirect } from './redirect.ts';
+import { refusalLimit } from './refusal-limit.ts';
 import { requestHeaders } from './request-headers.ts';
 import { requestId } from './request-id.ts';
 import { responseHeaders } from './response-headers.ts';
@@ -22,6 +23,7 @@ export const filterModules: readonly FilterModule<any, any, any>[] = [
   ipRules, // first check: a refused address learns nothing more of the route, not even its redirect
   redirect, // before auth: a moved URL answers without credentials (it reveals only its policy target) and forwards nothing
   cors, // before auth: preflights carry no credentials and are answered here; sets Access-Control-* on every answer
+  refusalLimit, // before auth: a client over its budget of refused requests is not verified any more (429); spends on identity refusals
   auth, // sets subject and claims, strips client copies of identity headers
   authorize, // right after auth: needs the verified claims; before csrf and rate limits so unauthorized requests cost nothing more
   csrf, // after auth: a forged request is refused before it costs a rate-limit hit or a body read

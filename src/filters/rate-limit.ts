@@ -16,10 +16,12 @@ import { cookieValues } from '../proxy/cookie.ts';
 import { Limiter, type Decision, type DecisionSource } from '../ratelimit/limiter.ts';
 import { RedisStore, describeTarget, parseRedisUrl } from '../ratelimit/redis.ts';
 import { makeRate, type Rate } from '../contract/rate-limit.ts';
+import { providerOfRoute } from './auth.ts';
+import { AMBIGUOUS, BODY_FIELD_CAP, bodyField } from './body-fields.ts';
 import { deny, defineFilter, type CompileEnv, type Verdict } from '../contract/filter.ts';
 
 const NAME = /^[A-Za-z0-9_-]+$/;
-const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/;
+const KEY_PART = /^(client_ip|route|token|subject|credential|claim:[A-Za-z0-9_.:-]+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|form:[A-Za-z0-9_.:\[\]-]{1,128}|json:[A-Za-z0-9_:-]{1,128})$/;
 
 const rateSchema = {
   limit: integer({ min: 1, description: 'Requests allowed per window (sustained rate limit/window).' }),
@@ -30,10 +32,10 @@ const rateSchema = {
 const limitSchema = object(
   {
     key: withDefault(
-      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, credential, claim:NAME, header:NAME)' }), {
+      array(string({ pattern: KEY_PART, patternName: 'key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)' }), {
         single: true,
         minItems: 1,
-        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), credential (the API key or client certificate used: each has its own bucket, and an API key with its own `rate_limit` is counted at that rate), claim:NAME, header:NAME, or a list of them combined.',
+        description: 'What one bucket counts: client_ip, route, token (the bearer token, from Authorization or the cookie), subject (the authenticated subject, JWT or forward auth), credential (the API key or client certificate used: each has its own bucket, and an API key with its own `rate_limit` is counted at that rate), claim:NAME, header:NAME, form:NAME (a field of a urlencoded body), json:NAME (a top-level string member of a JSON body; body fields are read from the first 16 KiB, the body then forwarded unchanged; a field sent twice is 400 ambiguous_body_field), or a list of them combined.',
       }),
       ['client_ip'],
     ),
@@ -41,13 +43,21 @@ const limitSchema = object(
     ipv6_prefix: withDefault(integer({ min: 1, max: 128, description: 'IPv6 clients are grouped by this prefix length (one /64 is one subscriber).' }), 64),
     ipv4_prefix: withDefault(integer({ min: 1, max: 32, description: 'IPv4 clients are grouped by this prefix length.' }), 32),
     token_cookie: withDefault(string({ description: 'Cookie read by the `token` key when there is no Authorization: Bearer header.' }), 'access_token'),
-    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header or token of the key is absent: count the request by client IP instead, or skip this limit.' }), 'client_ip'),
+    on_missing_key: withDefault(oneOf(['client_ip', 'skip'] as const, { description: 'When a subject, claim, header, token or body field of the key is absent (a body field also when the body is of another type, encoded, longer than 16 KiB, or the JSON value is not a string): count the request by client IP instead, or skip this limit.' }), 'client_ip'),
     mode: withDefault(oneOf(['enforce', 'report'] as const, { description: 'report: count and measure, never deny (to roll out a limit).' }), 'enforce'),
+    count: withDefault(oneOf(['requests', 'refused'] as const, {
+      description: 'What spends the budget: every request, or only the requests an identity filter refused (jwt, api_key, forward_auth, oidc, authorize with 401/403; token guessing, credential stuffing). A `refused` limit is checked before auth: a client over it gets 429 too_many_refusals before anything more of it is verified.',
+    }), 'requests'),
   },
   {
     description: 'A named limit.',
     check(l, path, issues) {
       if (l.burst !== undefined && l.burst > l.limit * 1000) issues.push({ path: [...path, 'burst'], message: 'burst is more than 1000 times the limit' });
+      if (l.count === 'refused') {
+        // Checked before auth, counted when auth said no: there is no verified identity either time.
+        const i = l.key.findIndex((k) => k === 'subject' || k === 'credential' || k.startsWith('claim:'));
+        if (i !== -1) issues.push({ path: [...path, 'key', i], message: `a count: refused limit cannot be keyed on ${l.key[i]}: a refused request has no verified identity (use client_ip, route, token, header:NAME or a body field)` });
+      }
     },
   },
 );
@@ -115,7 +125,7 @@ const rateLimitsSchema: Schema<RateLimitsConfig> = {
 const routeLimitSchema = array(string({ pattern: NAME, patternName: 'limit name' }), { single: true, minItems: 1, description: 'Names of limits under `rate_limits`; all must pass.' });
 
 /** One limit, compiled: its rate, its key function, its header item, its metric children. */
-interface CompiledLimit {
+export interface CompiledLimit {
   readonly name: string;
   readonly rate: Rate;
   readonly enforce: boolean;
@@ -124,12 +134,19 @@ interface CompiledLimit {
   readonly policyItem: string;
   /** Keyed on `credential`: the request's credential rate (an API key's own `rate_limit`) replaces `rate`. */
   readonly credentialRate: boolean;
+  /** `count: refused`: checked before auth and spent by refusals (refusal-limit.ts), skipped here. */
+  readonly refused: boolean;
+  /** A key part is a body field: the body's first bytes are read before the key is made. */
+  readonly readsBody: boolean;
 }
+
+/** What a key function returns when a body field of the key was sent twice: the request is refused. */
+export const AMBIGUOUS_KEY = '\u0000ambiguous';
 
 type DecisionChildren = Record<DecisionSource, { allowed: Counter.Internal; limited: Counter.Internal; report: Counter.Internal }>;
 const SOURCES: readonly DecisionSource[] = ['redis', 'memory', 'cache', 'local', 'unavailable'];
 
-interface Shared {
+export interface Shared {
   limiter: Limiter;
   limits: Map<string, CompiledLimit>;
   storeDescription: string;
@@ -138,7 +155,7 @@ interface Shared {
 
 /** A value safe to put in a key as is, or its hash (long, or with separators): bounded key size. */
 const PLAIN = /^[A-Za-z0-9._~@+=-]{1,64}$/;
-function keyValue(v: string): string {
+export function keyValue(v: string): string {
   return PLAIN.test(v) ? 'v' + v : 'h' + createHash('sha256').update(v).digest('base64url').slice(0, 22);
 }
 
@@ -209,6 +226,15 @@ function compilePart(spec: string, cfg: LimitConfig): Part {
       return 'c' + keyValue(typeof v === 'string' ? v : JSON.stringify(v));
     };
   }
+  if (spec.startsWith('form:') || spec.startsWith('json:')) {
+    const kind = spec.startsWith('form:') ? 'form' : 'json';
+    const field = spec.slice(5);
+    const tag = kind === 'form' ? 'f' : 'j';
+    return (ctx) => {
+      const v = bodyField(ctx, kind, field);
+      return v === null ? null : v === AMBIGUOUS ? AMBIGUOUS_KEY : tag + keyValue(v);
+    };
+  }
   const header = spec.slice(7).toLowerCase();
   return (ctx) => {
     const v = headerValue(ctx, header);
@@ -229,17 +255,19 @@ function compileKey(name: string, cfg: LimitConfig, prefix: string): CompiledLim
     const only = parts[0]!;
     return (ctx, route) => {
       const v = only(ctx, route);
-      return v === null ? missing(ctx, route) : head + v + '}';
+      return v === null ? missing(ctx, route) : v === AMBIGUOUS_KEY ? v : head + v + '}';
     };
   }
   return (ctx, route) => {
     let key = head;
+    let absent = false;
     for (let i = 0; i < parts.length; i++) {
       const v = parts[i]!(ctx, route);
-      if (v === null) return missing(ctx, route);
-      key += i === 0 ? v : '|' + v;
+      if (v === AMBIGUOUS_KEY) return v; // refused whatever the other parts are
+      if (v === null) absent = true;
+      else if (!absent) key += i === 0 ? v : '|' + v;
     }
-    return key + '}';
+    return absent ? missing(ctx, route) : key + '}';
   };
 }
 
@@ -252,8 +280,17 @@ function unreadable(file: string): string | null {
   }
 }
 
-function seconds(ms: number): number {
+export function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
+}
+
+// What `setup` built for the policy being compiled, for the refusal-limit filter (compiled before auth,
+// from the same limits and store).
+const sharedOf = new WeakMap<CompileEnv, Shared>();
+
+/** The rate limits of the policy `env` compiles, or null when it has none. */
+export function rateLimitsOf(env: CompileEnv): Shared | null {
+  return sharedOf.get(env) ?? null;
 }
 
 function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | null {
@@ -344,9 +381,13 @@ function setup(config: RateLimitsConfig | undefined, env: CompileEnv): Shared | 
       key: compileKey(name, cfg, store.key_prefix),
       policyItem: `"${name}";q=${cfg.limit};w=${seconds(cfg.window)}`,
       credentialRate: cfg.key.includes('credential'),
+      refused: cfg.count === 'refused',
+      readsBody: cfg.key.some((k) => k.startsWith('form:') || k.startsWith('json:')),
     });
   }
-  return { limiter, limits, storeDescription, decisionsTotal };
+  const shared = { limiter, limits, storeDescription, decisionsTotal };
+  sharedOf.set(env, shared);
+  return shared;
 }
 
 /** The rate a request is counted at: the limit's, or its credential's own on a limit keyed on `credential`. */
@@ -354,11 +395,30 @@ function rateOf(l: CompiledLimit, ctx: RequestContext): Rate {
   return l.credentialRate && ctx.credential !== null && ctx.credential.rate !== null ? ctx.credential.rate : l.rate;
 }
 
+const AMBIGUOUS_DETAIL = 'the request body names a field of the rate-limit key more than once';
+
+/**
+ * The request hook of limits keyed on body fields: reads the body's first bytes once (every limit of the
+ * request shares them), refuses a body that names a key field twice before any limit counts, then decides.
+ */
+export function withBodyFields(limits: readonly CompiledLimit[], routeKey: string, decide: (ctx: RequestContext) => Verdict | Promise<Verdict>): (ctx: RequestContext) => Verdict | Promise<Verdict> {
+  const reading = limits.filter((l) => l.readsBody);
+  const checked = (ctx: RequestContext): Verdict | Promise<Verdict> => {
+    for (const l of reading) if (l.key(ctx, routeKey) === AMBIGUOUS_KEY) return deny(400, 'ambiguous_body_field', AMBIGUOUS_DETAIL);
+    return decide(ctx);
+  };
+  return (ctx) => {
+    const body = ctx.body;
+    if (body !== null && body.current === null) return body.prefix(BODY_FIELD_CAP).then(() => checked(ctx));
+    return checked(ctx);
+  };
+}
+
 const RATE_LIMITED_DETAIL = 'too many requests; retry after the time in Retry-After';
 
 export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>({
   name: 'rate_limit',
-  reasons: ['rate_limited', 'ratelimit_unavailable'],
+  reasons: ['rate_limited', 'ratelimit_unavailable', 'ambiguous_body_field'],
   stage: 'route',
   globalKey: 'rate_limits',
   globalSchema: rateLimitsSchema,
@@ -377,6 +437,11 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       if (!l) {
         const near = nearest(name, [...shared.limits.keys()]);
         env.problem([...routePath, 'rate_limit', i], `unknown rate limit "${name}"${near ? ` (did you mean "${near}"?)` : ` (known: ${[...shared.limits.keys()].join(', ') || 'none'})`}`);
+      } else if (l.refused) {
+        // The refusal-limit filter (before auth) owns it; auth has been compiled by now, so it can be asked.
+        if (providerOfRoute(env, routePath) === null) {
+          env.problem([...routePath, 'rate_limit', i], `limit "${name}" counts the requests auth or authorize refuse (count: refused), but this route is not authenticated: nothing would ever be counted`);
+        }
       } else if (!limits.includes(l)) limits.push(l);
     });
     if (limits.length === 0) return null;
@@ -420,7 +485,7 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
       return deny(429, 'rate_limited', RATE_LIMITED_DETAIL, { 'retry-after': String(seconds(retryMs)) });
     };
 
-    const onRequest = limits.length === 1
+    const decide = limits.length === 1
       ? (ctx: RequestContext): Verdict | Promise<Verdict> => {
           const l = limits[0]!;
           const key = l.key(ctx, routeKey);
@@ -445,11 +510,13 @@ export const rateLimit = defineFilter<RateLimitsConfig, string[], Shared | null>
           if (!pending) return finish(ctx, ds as (Decision | null)[]);
           return Promise.all(ds).then((resolved) => finish(ctx, resolved));
         };
+    const readsBody = limits.some((l) => l.readsBody);
 
     return {
       name: 'rate_limit',
-      onRequest,
+      onRequest: readsBody ? withBodyFields(limits, routeKey, decide) : decide,
       onResponse: null,
+      readsBody,
       explainable: false, // a hit counts against the limit
       describe: () => ({
         limits: limits.map((l) => ({ name: l.name, limit: l.rate.limit, window_ms: l.rate.windowMs, burst: l.rate.burst, enforce: l.enforce })),

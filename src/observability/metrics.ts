@@ -18,6 +18,8 @@ export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 export const METRIC_NAMES = {
   /** counter {route, limit, decision="allowed"|"limited"|"report", source="redis"|"cache"|"memory"|"local"|"unavailable"} */
   rateLimitDecisions: 'portcullis_rate_limit_decisions_total',
+  /** counter {route, limit}: identity refusals (401/403 of auth or authorize) spent against `count: refused` limits */
+  rateLimitRefusals: 'portcullis_rate_limit_refusals_total',
   /** counter {store, fallback="local"|"deny"|"allow", reason}: Redis errors and the failure mode applied */
   rateLimitStoreErrors: 'portcullis_rate_limit_store_errors_total',
   /** counter {provider, result="hit"|"miss"}: verified-token cache lookups */

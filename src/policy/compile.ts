@@ -265,6 +265,8 @@ export interface CompiledRoute {
   readonly methods: ReadonlySet<string> | null;
   /** A filter of the route answers CORS preflights: preflights are routed here by the method they ask for. */
   readonly preflight: boolean;
+  /** A filter of the route reads the body's first bytes: requests with a body get `ctx.body` before the chain. */
+  readonly readsBody: boolean;
   /** Request-path hardening rules (global defaults with the route's exceptions). */
   readonly hardening: RouteHardening;
   /** Request hooks in chain order, null when none (checked once per request). */
@@ -462,6 +464,7 @@ export function compilePolicy(source: LoadedSource, options: CompileOptions): Co
         websocket: route.websocket,
         methods: methods.length ? new Set(methods) : null,
         preflight: filters.some((f) => f.answersPreflight === true),
+        readsBody: filters.some((f) => f.readsBody === true),
         hardening: compileRouteHardening(policy.hardening, route.hardening),
         request: requestFilters.length ? requestFilters.map((f) => f.onRequest!) : null,
         requestNames: requestFilters.map((f) => f.name),

@@ -84,6 +84,13 @@ async function* guardedBody(body: ClientRequest, limit: number, guard: ChunkedBo
   }
 }
 
+/** The request body as the upstream gets it: size-limited (and chunk-guarded), or null when there is none. */
+export function requestBodyOf(req: ClientRequest, maxBodySize: number): AsyncIterable<Buffer> | null {
+  if (!hasBody(req)) return null;
+  const guard = chunkGuardOf(req);
+  return guard === undefined ? limitedBody(req, maxBodySize) : guardedBody(req, maxBodySize, guard);
+}
+
 function hasBody(req: ClientRequest): boolean {
   const h = req.headers;
   if (h['transfer-encoding'] !== undefined) return true;
@@ -309,9 +316,9 @@ export function forward(
     sink.fail(ctx, res, 503, 'no_healthy_upstream');
     return;
   }
-  const bodyPresent = hasBody(req);
-  const guard = bodyPresent ? chunkGuardOf(req) : undefined;
-  let body: AsyncIterable<Buffer> | null = !bodyPresent ? null : guard === undefined ? limitedBody(req, route.maxBodySize) : guardedBody(req, route.maxBodySize, guard);
+  // A body whose first bytes a filter read (ctx.body) is sent from that reader: those bytes, then the rest.
+  const bodyPresent = ctx.body !== null || hasBody(req);
+  let body: AsyncIterable<Buffer> | null = ctx.body !== null ? ctx.body.stream() : requestBodyOf(req, route.maxBodySize);
   if (body !== null && ctx.bodyFilter !== null) body = ctx.bodyFilter(ctx, body);
   const options: Dispatcher.DispatchOptions = {
     path: upstreamTarget(ctx),

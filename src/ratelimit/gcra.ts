@@ -58,7 +58,8 @@ export function batchResult(index: number, allowed: number, offsetMs: number, ra
 /**
  * The Redis side: KEYS[1] = bucket; ARGV = T (ms), tau (ms), cost. Uses the Redis server's clock, so
  * replicas with skewed clocks still share one exact count. The TAT is stored with 3 decimals through
- * string.format (Lua's tostring keeps only 14 digits, which would round epoch milliseconds). Returns
+ * string.format (Lua's tostring keeps only 14 digits, which would round epoch milliseconds). Cost 0 is a
+ * look that writes nothing (refusal limits ask before they spend). Returns
  * {allowed 0|1, remaining, reset ms, retry-after ms}.
  */
 export const GCRA_LUA = `
@@ -78,7 +79,7 @@ if allowAt > now then
 end
 local ttl = math.ceil(newTat - now)
 if ttl < 1 then ttl = 1 end
-redis.call('SET', KEYS[1], string.format('%.3f', newTat), 'PX', ttl)
+if cost > 0 then redis.call('SET', KEYS[1], string.format('%.3f', newTat), 'PX', ttl) end
 local rem = math.floor((tau - (newTat - now)) / T)
 if rem < 0 then rem = 0 end
 return {1, rem, ttl, 0}

@@ -30,6 +30,16 @@ function withSource(r: HitResult, source: DecisionSource): Decision {
   return { allowed: r.allowed, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source, counted: true };
 }
 
+/**
+ * A cost-0 look turned into the answer to "would one more unit fit": it fits while at least one unit
+ * remains; otherwise the wait is until the bucket drains by the one interval it lacks (GCRA: TAT + T - tau).
+ */
+function fromPeek(r: HitResult, rate: Rate, source: DecisionSource): Decision {
+  if (r.remaining >= 1) return { allowed: true, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: 0, source, counted: true };
+  const wait = Math.max(1, Math.ceil(r.resetMs + rate.intervalMs - rate.toleranceMs));
+  return { allowed: false, remaining: 0, resetMs: r.resetMs, retryAfterMs: wait, source, counted: true };
+}
+
 export interface LimiterOptions {
   /** The shared store; null runs in process. */
   redis: RedisStore | null;
@@ -58,6 +68,8 @@ export class Limiter {
   readonly unavailable: (key: string, now: number, rate: Rate) => Decision;
   #pending = new Map<string, Batch>();
   #flushScheduled = false;
+  /** The failure branch of `peek`: the same modes, looking instead of counting under `local`. */
+  readonly unavailablePeek: (key: string, now: number, rate: Rate) => Decision;
 
   constructor(o: LimiterOptions) {
     this.redis = o.redis;
@@ -69,6 +81,13 @@ export class Limiter {
       o.mode === 'deny' ? () => UNAVAILABLE_DENY
       : o.mode === 'allow' ? () => UNAVAILABLE_ALLOW
       : (key, now, rate) => withSource(this.memory.hit(key, 1, now, this.#fallbackRate ?? rate), 'local');
+    this.unavailablePeek =
+      o.mode === 'deny' ? () => UNAVAILABLE_DENY
+      : o.mode === 'allow' ? () => UNAVAILABLE_ALLOW
+      : (key, now, rate) => {
+          const r = this.#fallbackRate ?? rate;
+          return fromPeek(this.memory.hit(key, 0, now, r), r, 'local');
+        };
   }
 
   /** The fallback rate `local` applies, for headers while Redis fails. */
@@ -126,6 +145,28 @@ export class Limiter {
       );
     }
   };
+
+  /**
+   * Whether one more unit would fit in `key`'s bucket now, spending nothing (a GCRA look of cost 0): a
+   * refusal limit asks this before a request is verified and spends (`check`) only when it was refused.
+   * Denied: `retryAfterMs` is the wait until one unit fits. Same cache and failure modes as `check`.
+   */
+  peek(key: string, now: number, rate: Rate): Decision | Promise<Decision> {
+    const redis = this.redis;
+    if (redis === null) return fromPeek(this.memory.hit(key, 0, now, rate), rate, 'memory');
+    const cache = this.cache;
+    const blocked = cache.blockedFor(key, now);
+    if (blocked > 0) return { allowed: false, remaining: 0, resetMs: blocked + rate.toleranceMs - rate.intervalMs, retryAfterMs: blocked, source: 'cache', counted: true };
+    if (!redis.available) return this.unavailablePeek(key, now, rate);
+    return redis.hit(key, 0, now, rate).then(
+      (r) => {
+        const d = fromPeek(r, rate, 'redis');
+        if (!d.allowed) cache.block(key, now + d.retryAfterMs);
+        return d;
+      },
+      () => this.unavailablePeek(key, Date.now(), rate),
+    );
+  }
 
   async close(): Promise<void> {
     this.cache.clear();

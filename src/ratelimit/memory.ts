@@ -45,7 +45,9 @@ export class MemoryStore implements RateLimitStore {
     const tats = this.#tats;
     const stored = tats.get(key);
     const r = gcra(stored, now, cost, rate);
-    if (r.allowed) tats.set(key, r.tat);
+    if (r.allowed) {
+      if (cost > 0) tats.set(key, r.tat); // cost 0 only looks (refusal limits): no bucket for it
+    }
     else if (stored === undefined) tats.delete(key);
     return r;
   }

@@ -13,10 +13,11 @@ import { writeDirect, writeProblem } from '../proxy/answer.ts';
 import { chunkGuardOf } from '../proxy/chunked.ts';
 import { canonicalAddress } from '../config/cidr.ts';
 import { reportDeny, RequestContext, type ResponseHead } from '../contract/context.ts';
-import { clientCertOf } from '../proxy/client-cert.ts';
-import { forward, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
+import { forward, requestBodyOf, type ClientRequest, type ClientResponse, type ForwardSink } from '../proxy/forwarder.ts';
 import { finishUpstreamRequest, identifyClient, upstreamHeadersFrom, type ClientIdentity } from '../proxy/headers.ts';
+import { clientCertOf } from '../proxy/client-cert.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
+import { RequestBody } from '../proxy/request-body.ts';
 import type { Upstream } from '../proxy/upstream.ts';
 import { proxyUpgrade, websocketHandshakeProblem } from '../proxy/websocket.ts';
 import { hardeningRefusal, restoreKeptHeaders, routeRequest, unknownHost, type Refusal } from './admission.ts';
@@ -187,6 +188,11 @@ export class Gateway implements ForwardSink {
     }
     const cl = req.headers['content-length'];
     if (cl !== undefined && Number(cl) > route.maxBodySize) return this.#refuse(ctx, res, 413, 'body_too_large');
+    if (route.readsBody) {
+      const source = requestBodyOf(req, route.maxBodySize);
+      // A filter reads the body before the chain ends: the client awaiting 100 Continue gets it then.
+      if (source !== null) ctx.body = new RequestBody(source, expectContinue ? () => (res as ServerResponse).writeContinue() : noop);
+    }
 
     if (route.request !== null) {
       let v: Deny | undefined | Promise<Deny | undefined>;
@@ -216,7 +222,7 @@ export class Gateway implements ForwardSink {
     if (upstream === null) return this.#refuse(ctx, res, 404, 'route_not_found');
     // Expect is answered here: 100 Continue goes out only once the filters let the request in.
     finishUpstreamRequest(ctx, upstream.http2);
-    if (expectContinue) (res as ServerResponse).writeContinue();
+    if (expectContinue && (ctx.body === null || !ctx.body.started)) (res as ServerResponse).writeContinue();
     for (const o of this.observers) o.onForward?.(ctx, upstream);
     forward(ctx, route, upstream, req, res, this);
   }
@@ -349,10 +355,8 @@ export class Gateway implements ForwardSink {
   }
 }
 
-/**
- * X-Forwarded-Client-Cert for a certificate the listener verified and that is still valid now (a session
- * may outlive its certificate). Client-sent copies were scrubbed before any filter ran (hardening.ts).
- */
+function noop(): void {}
+
 /** Host without port, lower-case; `[::1]:8080` → `[::1]`. */
 export function hostname(authority: string): string {
   let end = authority.length;

@@ -154,3 +154,46 @@ routes:
     expect(problems(text)[0]).toMatch(/^policy\.yaml:4:5: production: a plain-HTTP listener/);
   });
 });
+
+describe('rate-limit errors: count and body-field keys', () => {
+  const AUTH = `auth:
+  default: main
+  providers:
+    main: { jwt: { algorithms: [HS256], keys: [{ kid: k1, secret: "0123456789abcdef0123456789abcdef" }] } }
+`;
+
+  it('accepts a count: refused limit on an authenticated route', () => {
+    const text = BASE + AUTH + 'rate_limits:\n  refusals: { key: client_ip, limit: 5, window: 1m, count: refused }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n    rate_limit: refusals\n';
+    expect(problems(text)).toEqual([]);
+  });
+
+  it('names a misspelled count value with its position', () => {
+    const text = BASE + 'rate_limits:\n  refusals: { limit: 5, window: 1m, count: refusals }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n';
+    expect(problems(text)).toEqual(['policy.yaml:7:44: expected one of requests, refused, got string "refusals"']);
+  });
+
+  it('refuses a count: refused limit keyed on a verified identity, at the key part', () => {
+    const text = BASE + AUTH + 'rate_limits:\n  refusals: { key: [client_ip, subject], limit: 5, window: 1m, count: refused }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n';
+    expect(problems(text)).toEqual(['policy.yaml:11:32: a count: refused limit cannot be keyed on subject: a refused request has no verified identity (use client_ip, route, token, header:NAME or a body field)']);
+  });
+
+  it('refuses a count: refused limit on a route nothing authenticates, at the route\'s list entry', () => {
+    const text = BASE + 'rate_limits:\n  refusals: { limit: 5, window: 1m, count: refused }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n    rate_limit: [refusals]\n';
+    expect(problems(text)).toEqual(['policy.yaml:11:18: limit "refusals" counts the requests auth or authorize refuse (count: refused), but this route is not authenticated: nothing would ever be counted']);
+  });
+});
+
+describe('rate-limit errors: body-field keys', () => {
+  it('accepts form: and json: key parts, alone and combined', () => {
+    const text = BASE + 'rate_limits:\n  login: { key: [form:username, route], limit: 5, window: 1m }\n  api: { key: json:email, limit: 5, window: 1m }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n    rate_limit: [login, api]\n';
+    expect(problems(text)).toEqual([]);
+  });
+
+  it('names a body key part without a field, or a JSON path (top-level members only), at the part', () => {
+    const text = BASE + 'rate_limits:\n  login: { key: [client_ip, "form:"], limit: 5, window: 1m }\n  api: { key: json:user.email, limit: 5, window: 1m }\nroutes:\n  - match: { path_prefix: / }\n    upstream: app\n';
+    expect(problems(text)).toEqual([
+      'policy.yaml:7:29: "form:" is not a valid key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)',
+      'policy.yaml:8:15: "json:user.email" is not a valid key (client_ip, route, token, subject, credential, claim:NAME, header:NAME, form:NAME, json:NAME)',
+    ]);
+  });
+});

@@ -36,7 +36,6 @@ routes:
 `;
 }
 
-const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 function multipart(type: string, content: Buffer): string {
   return `--b1\r\nContent-Disposition: form-data; name="f"; filename="x"\r\nContent-Type: ${type}\r\n\r\n${content.toString('latin1')}\r\n--b1--\r\n`;
 }

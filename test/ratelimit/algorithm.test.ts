@@ -1,6 +1,7 @@
 // GCRA arithmetic, the bounded in-process stores, and the store URL forms.
 import { describe, expect, it } from 'vitest';
 import { batchResult, gcra, gcraBatch } from '../../src/ratelimit/gcra.ts';
+import { Limiter } from '../../src/ratelimit/limiter.ts';
 import { BoundedMap, MemoryStore, OverLimitCache } from '../../src/ratelimit/memory.ts';
 import { describeTarget, parseRedisUrl } from '../../src/ratelimit/redis.ts';
 import { makeRate } from '../../src/contract/rate-limit.ts';
@@ -64,6 +65,23 @@ describe('GCRA batches', () => {
       }
     });
   }
+});
+
+describe('refusal budgets: peek before, spend after', () => {
+  it('a peek spends nothing and says no exactly when one more unit would not fit, with the wait until it does', () => {
+    const limiter = new Limiter({ redis: null, mode: 'local', fallbackRate: null, maxLocalKeys: 1000 });
+    const rate = makeRate(3, 3000); // T = 1s, burst 3
+    const t0 = 1_700_000_000_000;
+    for (let i = 0; i < 10; i++) expect(limiter.peek('k', t0, rate)).toMatchObject({ allowed: true, remaining: 3 });
+    expect(limiter.memory.size).toBe(0); // looking creates no bucket
+    for (let i = 0; i < 3; i++) expect(limiter.check('k', t0, rate)).toMatchObject({ allowed: true });
+    expect(limiter.peek('k', t0, rate)).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 1000 });
+    expect(limiter.peek('k', t0 + 999, rate)).toMatchObject({ allowed: false, retryAfterMs: 1 });
+    expect(limiter.peek('k', t0 + 1000, rate)).toMatchObject({ allowed: true, remaining: 1 });
+    // The peek left the bucket as it was: the one unit that drained is still there to spend.
+    expect(limiter.check('k', t0 + 1000, rate)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(limiter.check('k', t0 + 1000, rate)).toMatchObject({ allowed: false });
+  });
 });
 
 describe('bounded stores', () => {

@@ -177,25 +177,35 @@ describe('001: Python API with bcrypt, Postgres and image uploads', () => {
   });
 
   it('rate-limit brute force', async () => {
-    const login = (ip: string, username: string | null) => http.send(`${gw.url}/api/auth/login`, {
+    const login = (ip: string, body: string, headers: Record<string, string> = {}) => http.send(`${gw.url}/api/auth/login`, {
       method: 'POST',
-      headers: { 'x-forwarded-for': ip, 'content-type': 'application/json', ...(username ? { 'x-username': username } : {}) },
-      body: JSON.stringify({ username: username ?? 'x', password: 'guess' }),
+      headers: { 'x-forwarded-for': ip, 'content-type': 'application/json', ...headers },
+      body,
     });
+    const attempt = (username: string, password = 'guess') => JSON.stringify({ username, password });
     // One address trying many accounts: 5 a minute.
     const run = randomUUID().slice(0, 8);
     const fromOne: number[] = [];
-    for (let i = 0; i < 7; i++) fromOne.push((await login('203.0.113.50', `user-${run}-${i}`)).status);
+    for (let i = 0; i < 7; i++) fromOne.push((await login('203.0.113.50', attempt(`user-${run}-${i}`))).status);
     expect(fromOne).toEqual([401, 401, 401, 401, 401, 429, 429]);
-    // Many addresses trying one account: 5 a minute for that account.
+    // Many addresses trying one account: 5 a minute for that account, read from the login body itself, so
+    // no header the client sends (the old X-Username) can move the attempt to another bucket.
     const victim = `victim-${run}`;
     const onOne: number[] = [];
-    for (let i = 0; i < 7; i++) onOne.push((await login(`198.51.100.${10 + i}`, victim)).status);
+    for (let i = 0; i < 7; i++) onOne.push((await login(`198.51.100.${10 + i}`, attempt(victim, `guess-${i}`), { 'x-username': `decoy-${i}` })).status);
     expect(onOne).toEqual([401, 401, 401, 401, 401, 429, 429]);
-    const limited = await login('198.51.100.99', victim);
+    const limited = await login('198.51.100.99', attempt(victim));
     expect(limited.reason).toBe('rate_limited');
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    // Two usernames in one body: which one the app reads is not the gateway's guess.
+    const twice = await login('198.51.100.98', `{"username":"someone-${run}","password":"x","username":"${victim}"}`);
+    expect([twice.status, twice.reason]).toEqual([400, 'ambiguous_body_field']);
+    // A form post of the same login is refused (the app takes JSON), so it cannot fall back to per-address.
+    const asForm = await login('198.51.100.97', `username=${victim}&password=x`, { 'content-type': 'application/x-www-form-urlencoded' });
+    expect([asForm.status, asForm.reason]).toEqual([415, 'unsupported_media_type']);
     expect(app.received.length).toBe(10); // refused attempts never reached bcrypt
+    expect(app.received.filter((r) => r.url === '/api/auth/login').map((r) => JSON.parse(r.body.toString()).username)).toEqual(
+      [...Array.from({ length: 5 }, (_, i) => `user-${run}-${i}`), ...Array.from({ length: 5 }, () => victim)]);
   });
 
   it('uploads: MIME type and size limits', async () => {
