@@ -22,7 +22,9 @@ export function lingerOnClose(socket: import('node:net').Socket): void {
     const timer = setTimeout(() => this.destroy(), LINGER_MS);
     timer.unref();
     this.once('close', () => clearTimeout(timer));
-    this.once('end', () => this.destroy()); // the client closed its side: nothing more to drain
+    // The client closed its side (now or before): nothing more to drain once the answer is out.
+    if (this.readableEnded) this.once('finish', () => this.destroy());
+    else this.once('end', () => this.destroy());
     this.end();
     this.resume();
   };
