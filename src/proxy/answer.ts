@@ -5,6 +5,31 @@ import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { IncomingMessage } from 'node:http';
 import type { ClientResponse } from './forwarder.ts';
 
+/** The longest a connection answered before its request body ended keeps reading what the client still sends. */
+export const LINGER_MS = 2_000;
+
+/**
+ * Makes the server close this HTTP/1.1 connection the way nginx's lingering_close does, once the answer is
+ * written: our side ends (FIN after the answer), the client's remaining bytes are read and dropped until it
+ * closes its side or LINGER_MS passed, then the socket is destroyed. Destroying at once with the client's
+ * body bytes unread makes the kernel answer them with a TCP RST; a client still writing its body then gets
+ * EPIPE/ECONNRESET and loses the answer it had not read yet (RFC 9112 9.6). Node's server closes a
+ * `Connection: close` socket with `destroySoon()` right after the response finished: that call is
+ * replaced on this socket only.
+ */
+export function lingerOnClose(socket: import('node:net').Socket): void {
+  socket.destroySoon = function lingeringClose(this: import('node:net').Socket): void {
+    const timer = setTimeout(() => this.destroy(), LINGER_MS);
+    timer.unref();
+    this.once('close', () => clearTimeout(timer));
+    // The client closed its side (now or before): nothing more to drain once the answer is out.
+    if (this.readableEnded) this.once('finish', () => this.destroy());
+    else this.once('end', () => this.destroy());
+    this.end();
+    this.resume();
+  };
+}
+
 /** A request that announced a body (Content-Length above 0, or chunked). */
 function hasBody(req: IncomingMessage): boolean {
   const h = req.headers;
@@ -136,7 +161,11 @@ function send(
     // Answered before the request body was read to its end: where the next request starts is not known
     // to this side, so the connection closes after this answer (Connection: close) instead of guessing.
     const req = (res as import('node:http').ServerResponse).req as import('node:http').IncomingMessage | undefined;
-    if (req !== undefined && !req.complete && hasBody(req)) (res as import('node:http').ServerResponse).shouldKeepAlive = false;
+    if (req !== undefined && !req.complete && hasBody(req)) {
+      (res as import('node:http').ServerResponse).shouldKeepAlive = false;
+      // The client may still be sending that body: let it read this answer before the connection goes.
+      if (req.socket !== null) lingerOnClose(req.socket);
+    }
   }
   (res as import('node:http').ServerResponse).writeHead(head.status, head.headers as Record<string, string | string[]>);
   res.end(body);
