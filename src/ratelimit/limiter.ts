@@ -54,7 +54,6 @@ interface Batch {
   readonly key: string;
   readonly rate: Rate;
   readonly waiters: ((d: Decision) => void)[];
-  count: number;
 }
 
 export class Limiter {
@@ -109,11 +108,10 @@ export class Limiter {
       // A key is counted at one rate; should two differ, the later batch replaces the earlier in the
       // map, which still flushes from its own reference below.
       if (batch !== undefined) this.#orphans.push(batch);
-      batch = { key, rate, waiters: [], count: 0 };
+      batch = { key, rate, waiters: [] };
       this.#pending.set(key, batch);
     }
     const b = batch;
-    b.count++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // After this turn's I/O callbacks: every request read in this turn joins its key's batch.
@@ -130,14 +128,14 @@ export class Limiter {
     this.#pending = new Map();
     this.#orphans = [];
     const redis = this.redis!;
-    const replies = redis.hitBatches(batches);
+    const replies = redis.hitBatches(batches.map((b) => ({ key: b.key, count: b.waiters.length, rate: b.rate })));
     for (let i = 0; i < batches.length; i++) {
       const b = batches[i]!;
       replies[i]!.then(
         (r) => {
           const now = Date.now();
-          if (r.allowed < b.count) this.cache.block(b.key, now + batchResult(r.allowed, r.allowed, r.offsetMs, b.rate).retryAfterMs);
-          for (let j = 0; j < b.count; j++) b.waiters[j]!(withSource(batchResult(j, r.allowed, r.offsetMs, b.rate), 'redis'));
+          if (r.allowed < b.waiters.length) this.cache.block(b.key, now + batchResult(r.allowed, r.allowed, r.offsetMs, b.rate).retryAfterMs);
+          for (let j = 0; j < b.waiters.length; j++) b.waiters[j]!(withSource(batchResult(j, r.allowed, r.offsetMs, b.rate), 'redis'));
         },
         () => {
           for (const w of b.waiters) w(this.unavailable(b.key, Date.now(), b.rate));
