@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Portcullis container image: the gateway's TypeScript sources run directly by Node 24 (type stripping),
+# Portcullis container image: the gateway compiled to JavaScript (dist/, no type stripping at run time),
 # production dependencies only, a non-root numeric user, nothing written at run time (read-only root
 # filesystem works), SIGTERM = graceful drain. See README.md "Deploy".
 #
@@ -20,6 +20,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
  && npm cache clean --force
 
+# ---- build: src/ compiled to dist/ (scripts/build.ts); only dist/ leaves this stage ------------------------
+FROM node:24.21.0-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# All dependencies (the compiler is a devDependency); scripts ignored: the image's Node 24 compiles.
+RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+COPY scripts/build.ts ./scripts/
+COPY src ./src
+RUN node scripts/build.ts
+
 # ---- runtime ------------------------------------------------------------------------------------------
 FROM node:24.21.0-slim AS runtime
 ENV NODE_ENV=production \
@@ -29,7 +39,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
 COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/dist ./dist
 # The default policy (development mode, 0.0.0.0:8080 → 127.0.0.1:3000); mount yours over this path, or a
 # directory (a Kubernetes ConfigMap) over /etc/portcullis. TLS files conventionally go to /etc/portcullis/tls.
 COPY config/container.yaml /etc/portcullis/policy.yaml
@@ -41,7 +51,7 @@ STOPSIGNAL SIGTERM
 # Docker only (Kubernetes uses the chart's probes). Node itself does the request: the slim image has no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9901/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Exec form: node is PID 1 and receives SIGTERM itself. The gateway installs SIGTERM/SIGINT handlers
+# Exec form: node is PID 1 and receives SIGTERM itself. Its flags are bin/portcullis.js' first line's. The gateway installs SIGTERM/SIGINT handlers
 # (drain, exit 0), and its only children are its own cluster workers, which node reaps; so no tini.
-ENTRYPOINT ["node", "/app/bin/portcullis.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/bin/portcullis.js"]
 CMD ["start"]

@@ -128,12 +128,25 @@ export interface Gateway {
   admin: string;
 }
 
+/** What users run: the compiled gateway (bin/portcullis.js → dist/), built once per bench process. */
+export const GATEWAY_ENTRY = join(ROOT, 'bin/portcullis.js');
+/** The Node flags of bin/portcullis.js' first line (`#!/usr/bin/env -S node FLAGS`), as npm start and the image pass them. */
+export const GATEWAY_NODE_FLAGS = readFileSync(GATEWAY_ENTRY, 'utf8').split('\n')[0]!.split(/\s+/).slice(3);
+let built = false;
+export function buildGateway(): void {
+  if (built) return;
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts/build.ts')], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('scripts/build.ts failed');
+  built = true;
+}
+
 export async function startPortcullis(policy: string, env: Record<string, string> = {}, core = PROXY_CORE): Promise<Gateway> {
   const port = await freePort();
   const adminPort = await freePort();
   const file = join(mkdtempSync(join(dir, 'policy-')), 'policy.yaml');
   writeFileSync(file, policy.replaceAll('${LISTEN}', `127.0.0.1:${port}`).replaceAll('${ADMIN}', `127.0.0.1:${adminPort}`));
-  const proc = track(pinned(core, process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--config', file], { ...process.env, LOG_LEVEL: 'warn', ...env }), 'portcullis');
+  buildGateway();
+  const proc = track(pinned(core, process.execPath, [...GATEWAY_NODE_FLAGS, GATEWAY_ENTRY, 'start', '--config', file], { ...process.env, LOG_LEVEL: 'warn', ...env }), 'portcullis');
   await waitForPort(port);
   await waitForPort(adminPort);
   return { proc, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };

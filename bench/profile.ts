@@ -9,6 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildGateway, GATEWAY_ENTRY, GATEWAY_NODE_FLAGS } from './harness.ts';
 import { mint } from './jwt-fixtures.ts';
 import { passthroughPolicy } from './policy.ts';
 import { fullPolicy } from './scenarios/full-policy.ts';
@@ -34,7 +35,8 @@ const text = (which === 'full-policy' ? fullPolicy(upstreamUrl, 'redis://127.0.0
   .replaceAll('${LISTEN}', `127.0.0.1:${port}`).replaceAll('${ADMIN}', `127.0.0.1:${admin}`);
 const policyFile = join(dir, 'policy.yaml');
 writeFileSync(policyFile, text);
-const argv = ['--cpu-prof', '--cpu-prof-dir', dir, join(ROOT, 'src/cli/main.ts'), 'start', '--config', policyFile];
+buildGateway();
+const argv = ['--cpu-prof', '--cpu-prof-dir', dir, ...GATEWAY_NODE_FLAGS, GATEWAY_ENTRY, 'start', '--config', policyFile];
 const gw = spawn(taskset ? 'taskset' : process.execPath, taskset ? ['-c', '0', process.execPath, ...argv] : argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } });
 for (let i = 0; i < 200; i++) {
   const up = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
@@ -60,7 +62,7 @@ const byArea = new Map<string, number>();
 const area = (url: string, fn: string): string => {
   if (fn === '(garbage collector)') return 'GC';
   if (fn === '(idle)' || fn === '(program)') return fn;
-  if (url.includes('/src/')) return 'portcullis ' + url.slice(url.indexOf('/src/') + 5).split('/')[0];
+  if (url.includes('/dist/')) return 'portcullis ' + url.slice(url.indexOf('/dist/') + 6).split('/')[0];
   for (const lib of ['undici', 'pino', 'prom-client', 'jose', 'ioredis', 'sonic-boom']) if (url.includes(`/node_modules/${lib}/`)) return lib;
   if (url.startsWith('node:')) return url.replace(/^node:internal\//, 'node:').split('/').slice(0, 2).join('/');
   return url === '' ? '(native)' : 'other';

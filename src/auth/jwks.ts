@@ -3,7 +3,8 @@
 // interval (a flood of random kids costs the IdP one request per interval), and the last good set kept
 // while the IdP is down.
 import { rootCertificates } from 'node:tls';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { undici } from '../proxy/undici.ts';
 import type { Logger } from 'pino';
 import { algorithmsFor, fingerprintOf, importKey, jwkPublicKey, kindOf, type JwsAlgorithm, type VerificationKey } from './keys.ts';
 
@@ -84,7 +85,7 @@ export class JwksSource {
   constructor(options: JwksOptions) {
     this.#o = options;
     // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
-    this.#agent = new Agent({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+    this.#agent = new (undici().Agent)({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
   }
 
   /** The JWKS URL, password masked. */
@@ -130,7 +131,7 @@ export class JwksSource {
   async #doFetch(): Promise<boolean> {
     let next = this.#o.minRefreshMs;
     try {
-      const res = await request(this.#o.url, {
+      const res = await undici().request(this.#o.url, {
         method: 'GET',
         dispatcher: this.#agent,
         headers: { accept: 'application/jwk-set+json, application/json' },

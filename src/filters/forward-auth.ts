@@ -3,7 +3,7 @@
 // 401/403 are passed to the client, anything else (or a timeout) is retried with exponential backoff and
 // jitter, and a service that stays down yields 503 `auth_unavailable`. Decisions are cached per credential.
 import { rootCertificates } from 'node:tls';
-import { Agent, request } from 'undici';
+import { undici } from '../proxy/undici.ts';
 import { readFileSync } from 'node:fs';
 import { array, duration, integer, object, optional, size, string, url, withDefault, type Infer, type Path } from '../config/schema.ts';
 import { bearerChallenge, forbiddenDenies, stringSet, type AuthProvider, type Grants } from '../auth/provider.ts';
@@ -61,6 +61,7 @@ export function createForwardProvider(name: string, cfg: ForwardProviderConfig, 
     env.telemetry.log.warn({ provider: name }, 'forward auth over plain http to a non-loopback host: credentials cross the network in clear');
   }
   // An extra CA is trusted besides the system ones (Node's `ca` option alone would replace them).
+  const { Agent, request } = undici();
   const agent = new Agent({ connect: { ca: ca !== undefined ? [...rootCertificates, ca] : undefined, timeout: cfg.timeout }, headersTimeout: cfg.timeout, bodyTimeout: cfg.timeout });
   env.onClose(() => agent.close());
   const metrics = env.telemetry.metrics;

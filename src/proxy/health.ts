@@ -2,6 +2,7 @@
 // (so TLS, SNI and client certificates are the ones real requests use). `unhealthy_after` failed checks in
 // a row take a target out, `healthy_after` good ones bring it back. Timers are unref'd and stop on close.
 import type { Target } from './balancer.ts';
+import { undici } from './undici.ts';
 
 export interface ActiveCheckConfig {
   path: string;
@@ -67,8 +68,8 @@ export class ActiveHealthChecker {
     let detail: string;
     let ok = false;
     try {
-      const res = await target.pool.request({
-        path: this.#config.path,
+      const res = await undici().request(new URL(this.#config.path, target.origin), {
+        dispatcher: target.pool,
         method: 'GET',
         headers: this.#headers,
         headersTimeout: this.#config.timeout,

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Gauge, type Counter } from 'prom-client';
-import { buildConnector, Pool } from 'undici';
+import type * as Undici from 'undici';
+import { buildConnector, Pool } from './undici.ts';
 import {
   array, boolean, duration, either, integer, object, oneOf, optional, string, url, withDefault,
   type Infer, type Path,
@@ -214,8 +215,8 @@ export class Upstream {
         // Pool does not pass useH2c to the connector it builds; this one must say it (prior-knowledge h2c).
         ...(config.http2 && !https ? { useH2c: true } : {}),
         ...(https ? { ...material, rejectUnauthorized, ...(sni !== undefined ? { servername: sni } : {}) } : {}),
-      } as buildConnector.BuildOptions);
-      const connect: buildConnector.connector = https ? (opts, cb) => base({ ...opts, servername: sni as string }, cb) : base;
+      } as Undici.buildConnector.BuildOptions);
+      const connect: Undici.buildConnector.connector = https ? (opts, cb) => base({ ...opts, servername: sni as string }, cb) : base;
       const pool = new Pool(t.url.origin, {
         connections: t.max_connections ?? config.max_connections,
         pipelining: config.http2 ? 100 : 1,
@@ -226,7 +227,7 @@ export class Upstream {
         keepAliveTimeout: config.keep_alive_timeout,
         keepAliveMaxTimeout: Math.max(config.keep_alive_timeout, 1_000),
         connect,
-      } as Pool.Options);
+      } as Undici.Pool.Options);
       const capacity = (t.max_connections ?? config.max_connections) * (config.http2 ? 100 : 1);
       return new Target(i, t.url, t.weight, pool, https ? (sni ?? hostname) : undefined, capacity);
     });

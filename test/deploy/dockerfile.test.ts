@@ -1,10 +1,10 @@
 // The container image without a Docker daemon: the Dockerfile is linted with a real parser, then its
-// runtime stage is replayed: the files it copies go into a fresh directory tree laid out like the image,
-// the deps stage's production install runs there (from the npm cache), and the gateway starts as the
-// image's non-root user with the image's default policy, answers through the proxy, writes nothing, and
-// exits 0 on SIGTERM.
+// stages are replayed: the deps stage's production install runs (from the npm cache), the build stage
+// compiles src/ to dist/ with the image's own build script, the runtime stage's files go into a fresh
+// directory tree laid out like the image, and the gateway starts as the image's non-root user with the
+// image's default policy, answers through the proxy, writes nothing, and exits 0 on SIGTERM.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, lstatSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
@@ -16,6 +16,7 @@ import { dockerignore, execForm, readDockerfile, type Stage } from './docker.ts'
 const { stages, all } = readDockerfile();
 const runtime = stages.at(-1)!;
 const deps = stages.find((s) => s.name === 'deps');
+const build = stages.find((s) => s.name === 'build');
 const steps = (stage: Stage, keyword: string) => stage.steps.filter((s) => s.keyword === keyword);
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
 
@@ -33,14 +34,25 @@ describe('Dockerfile lint', () => {
     expect(runtime.name).toBe('runtime');
   });
 
-  it('installs production dependencies only, from the lockfile, in the build stage', () => {
+  it('installs production dependencies only, from the lockfile, in the deps stage', () => {
     expect(deps).toBeDefined();
     const run = steps(deps!, 'RUN').map((s) => s.content).join(' && ');
     expect(run).toMatch(/npm ci\b/);
     expect(run).toMatch(/--omit=dev\b/);
     expect(steps(runtime, 'RUN')).toHaveLength(0); // nothing runs in the runtime stage: no package manager work there
-    const fromDeps = steps(runtime, 'COPY').filter((s) => s.flags.from !== undefined);
-    expect(fromDeps.map((s) => [s.flags.from, s.args[0]])).toEqual([['deps', '/app/node_modules']]);
+    const fromStages = steps(runtime, 'COPY').filter((s) => s.flags.from !== undefined);
+    // From the build stage only the compiled code: its node_modules (dev dependencies too) stay behind.
+    expect(fromStages.map((s) => [s.flags.from, s.args[0]])).toEqual([['deps', '/app/node_modules'], ['build', '/app/dist']]);
+  });
+
+  it('compiles the gateway in a build stage with the build script npm start uses, and ships no TypeScript', () => {
+    expect(build).toBeDefined();
+    const run = steps(build!, 'RUN').map((s) => s.content).join(' && ');
+    expect(run).toMatch(/npm ci\b[^&]*--ignore-scripts/);
+    expect(run).toContain('node scripts/build.ts');
+    const pkgScripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(pkgScripts.build).toBe('node scripts/build.ts');
+    expect(steps(runtime, 'COPY').filter((s) => s.flags.from === undefined).flatMap((s) => s.args.slice(0, -1))).not.toContain('src');
   });
 
   it('runs as a non-root numeric user, fetches nothing over the network, and uses exec form for its process', () => {
@@ -53,10 +65,20 @@ describe('Dockerfile lint', () => {
     expect(all.filter((s) => s.keyword === 'ADD')).toHaveLength(0);
     expect(all.filter((s) => s.keyword === 'RUN' && /\b(curl|wget)\b/.test(s.content))).toHaveLength(0);
     const entry = execForm(steps(runtime, 'ENTRYPOINT')[0]!);
-    expect(entry).toEqual(['node', '/app/bin/portcullis.js']); // node is PID 1 and gets SIGTERM itself
+    expect(entry).toEqual(['node', ...gatewayNodeFlags(), '/app/bin/portcullis.js']); // node is PID 1 and gets SIGTERM itself
     expect(execForm(steps(runtime, 'CMD')[0]!)).toEqual(['start']);
     const stop = steps(runtime, 'STOPSIGNAL');
     if (stop.length) expect(stop[0]!.args[0]).toBe('SIGTERM');
+  });
+
+  it('gives Node the gateway\'s runtime flags where it starts it: bin/portcullis.js\' first line, npm start, the image', () => {
+    const flags = gatewayNodeFlags();
+    expect(flags.length).toBeGreaterThan(0);
+    const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts.start).toBe(['node', ...flags, 'bin/portcullis.js', 'start', '--demo-upstream'].join(' '));
+    // The flags are real Node flags (a typo would stop the process before it reads its policy).
+    const r = spawnSync(process.execPath, [...flags, '-e', 'process.exit(0)'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
   });
 
   it('exposes the default policy\'s listener and the admin port, and documents the policy path', () => {
@@ -104,6 +126,38 @@ function freePort(): Promise<number> {
   });
 }
 
+/** The Node flags on bin/portcullis.js' first line (`#!/usr/bin/env -S node FLAGS`). */
+function gatewayNodeFlags(): string[] {
+  const shebang = readFileSync(join(ROOT, 'bin/portcullis.js'), 'utf8').split('\n')[0]!;
+  expect(shebang).toMatch(/^#!\/usr\/bin\/env -S node( --[a-z0-9-]+(=\S+)?)*$/);
+  return shebang.split(/\s+/).slice(3);
+}
+
+/**
+ * One command of a RUN step. The production install is run for real (what it installs ships); the build
+ * stage's full install is the repository's own `npm ci` of the same lockfile, linked rather than repeated
+ * (only dist/ leaves that stage); `node …` runs with this Node 24, as the image's would.
+ */
+function replayRun(command: string, cwd: string, stage: string): void {
+  const [program, ...args] = command.split(/\s+/);
+  if (program === 'npm' && args[0] === 'cache') return; // the npm cache is shared with this machine
+  if (program === 'npm' && args[0] === 'ci') {
+    if (!args.includes('--omit=dev')) {
+      symlinkSync(join(ROOT, 'node_modules'), join(cwd, 'node_modules'));
+      return;
+    }
+    const r = spawnSync('npm', [...args, '--prefer-offline'], { cwd, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+    if (r.status !== 0) throw new Error(`npm ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
+    return;
+  }
+  if (program === 'node') {
+    const r = spawnSync(process.execPath, args, { cwd, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${command} failed:\n${r.stdout}\n${r.stderr}`);
+    return;
+  }
+  throw new Error(`the replay does not know how to run "${command}" (stage ${stage}); teach replayRun`);
+}
+
 /** Every file under dir with its size and mtime, to prove the running gateway wrote nothing. */
 function snapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -133,20 +187,25 @@ describe('Dockerfile runtime stage, replayed without a daemon', () => {
   beforeAll(() => {
     root = mkdtempSync(join(tmpdir(), 'portcullis-image-'));
     chmodSync(root, 0o755);
-    // deps stage: its COPYs into a build dir, then its npm ci (without the cache clean: the cache is shared).
-    const build = join(root, '.build');
-    let buildDir = build;
-    for (const s of deps!.steps) {
-      if (s.keyword === 'WORKDIR') buildDir = join(build, s.args[0]!);
-      if (s.keyword === 'COPY') {
-        mkdirSync(buildDir, { recursive: true });
-        for (const src of s.args.slice(0, -1)) cpSync(join(ROOT, src), join(buildDir, posix.basename(src)), { recursive: true });
-      }
-      if (s.keyword === 'RUN') {
-        const npmCi = s.content.split('&&').map((c) => c.trim()).find((c) => c.startsWith('npm ci'))!;
-        const args = npmCi.split(/\s+/).slice(1).concat('--prefer-offline');
-        const r = spawnSync('npm', args, { cwd: buildDir, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
-        if (r.status !== 0) throw new Error(`npm ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
+    // deps and build stages, each in its own directory: COPYs from the context, then each RUN command.
+    const stageRoot = join(root, '.stages');
+    const stageDirs = new Map<string, string>();
+    for (const stage of [deps!, build!]) {
+      const top = join(stageRoot, stage.name!);
+      stageDirs.set(stage.name!, top);
+      let cwd = top;
+      for (const s of stage.steps) {
+        if (s.keyword === 'WORKDIR') cwd = join(top, s.args[0]!);
+        if (s.keyword === 'COPY') {
+          mkdirSync(cwd, { recursive: true });
+          const dest = s.args.at(-1)!;
+          for (const src of s.args.slice(0, -1)) {
+            const to = dest === './' ? join(cwd, posix.basename(src)) : dest.endsWith('/') ? join(cwd, dest, posix.basename(src)) : join(cwd, dest);
+            mkdirSync(dirname(to), { recursive: true });
+            cpSync(join(ROOT, src), to, { recursive: true });
+          }
+        }
+        if (s.keyword === 'RUN') for (const command of s.content.split('&&').map((c) => c.trim())) replayRun(command, cwd, stage.name!);
       }
     }
     // runtime stage: ENV, WORKDIR, COPY (from the context or from the deps stage), USER, ENTRYPOINT + CMD.
@@ -157,14 +216,14 @@ describe('Dockerfile runtime stage, replayed without a daemon', () => {
         const dest = s.args.at(-1)!;
         const target = inImage(posix.resolve(workdir, dest));
         for (const src of s.args.slice(0, -1)) {
-          const from = s.flags.from !== undefined ? join(build, src) : join(ROOT, src);
+          const from = s.flags.from !== undefined ? join(stageDirs.get(s.flags.from)!, src) : join(ROOT, src);
           const to = dest.endsWith('/') ? join(target, posix.basename(src)) : target;
           mkdirSync(dirname(to), { recursive: true });
           cpSync(from, to, { recursive: true, verbatimSymlinks: true });
         }
       }
     }
-    rmSync(build, { recursive: true, force: true });
+    rmSync(stageRoot, { recursive: true, force: true });
     argv = [...execForm(steps(runtime, 'ENTRYPOINT')[0]!)!, ...execForm(steps(runtime, 'CMD')[0]!)!];
     // Everything root-owned and not writable by the gateway's user, as COPY leaves it.
     execFileSync('chmod', ['-R', 'go-w,a+rX', root]);
@@ -181,10 +240,19 @@ describe('Dockerfile runtime stage, replayed without a daemon', () => {
     for (const dev of ['node', 'vitest', 'typescript', 'dockerfile-ast', 'kubernetes-models', '@aws-cdk']) expect(existsSync(join(nm, dev)), dev).toBe(false);
   });
 
+  it('carries the compiled gateway with the dashboard\'s assets, and no TypeScript sources', () => {
+    expect(existsSync(inImage('/app/dist/cli/main.js'))).toBe(true);
+    expect(existsSync(inImage('/app/dist/server/dashboard/assets/index.html'))).toBe(true);
+    expect(existsSync(inImage('/app/src'))).toBe(false);
+  });
+
   it('starts as the non-root user with the default policy, answers through the proxy, writes nothing, drains on SIGTERM', async () => {
     // The image's node is Node 24; here the repo's Node 24 (with --omit=dev the `node` package is absent).
-    const [entryNode, script, ...rest] = argv;
+    const [entryNode, ...entryArgs] = argv;
     expect(entryNode).toBe('node');
+    const scriptAt = entryArgs.findIndex((a) => !a.startsWith('--'));
+    const flags = entryArgs.slice(0, scriptAt);
+    const [script, ...rest] = entryArgs.slice(scriptAt);
     // The default policy as the image has it, with ports free on this shared machine.
     const upstreamPort = await freePort();
     const policyPath = inImage(env.PORTCULLIS_CONFIG!);
@@ -194,7 +262,7 @@ describe('Dockerfile runtime stage, replayed without a daemon', () => {
     const before = snapshot(root);
 
     const asUser = process.getuid?.() === 0 ? ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--'] : [];
-    const command = [...asUser, process.execPath, inImage(script!), ...rest, '--demo-upstream', `127.0.0.1:${upstreamPort}`];
+    const command = [...asUser, process.execPath, ...flags, inImage(script!), ...rest, '--demo-upstream', `127.0.0.1:${upstreamPort}`];
     const proc = spawn(command[0]!, command.slice(1), {
       cwd: inImage(workdir),
       // No writable home or temp dir: anything that tried to write would fail (the image's root is read-only).

@@ -6,7 +6,8 @@
 // sorted into what the provider refused, what it could not answer, and what did not verify.
 import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
-import { Agent, fetch as undiciFetch } from 'undici';
+import type * as Undici from 'undici';
+import { undici } from '../../proxy/undici.ts';
 import type { Logger } from 'pino';
 import type * as Oidc from 'openid-client';
 
@@ -56,7 +57,7 @@ export function classify(err: unknown): GrantFailure {
 
 export class OidcClient {
   readonly #o: OidcClientOptions;
-  readonly #agent: Agent;
+  readonly #agent: Undici.Agent;
   #config: Oidc.Configuration | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -66,7 +67,7 @@ export class OidcClient {
   constructor(options: OidcClientOptions) {
     lib ??= requireModule('openid-client') as typeof Oidc;
     this.#o = options;
-    this.#agent = new Agent({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+    this.#agent = new (undici().Agent)({ connect: { ca: options.ca !== undefined ? [...rootCertificates, options.ca] : undefined, timeout: options.timeoutMs }, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
   }
 
   /** The discovered configuration, or null until discovery worked. */
@@ -105,7 +106,7 @@ export class OidcClient {
       this.#config = await o.discovery(opts.issuer, opts.clientId, metadata, auth, {
         execute,
         timeout: Math.ceil(opts.timeoutMs / 1000),
-        [o.customFetch]: ((url: string, init: Record<string, unknown>) => undiciFetch(url, { ...init, dispatcher: agent } as Parameters<typeof undiciFetch>[1])) as unknown as Oidc.CustomFetch,
+        [o.customFetch]: ((url: string, init: Record<string, unknown>) => undici().fetch(url, { ...init, dispatcher: agent } as Parameters<typeof Undici.fetch>[1])) as unknown as Oidc.CustomFetch,
       });
       this.lastError = null;
       opts.log.info({ provider: opts.provider, issuer: opts.issuer.href }, 'OpenID Provider discovered');
