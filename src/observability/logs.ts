@@ -2,6 +2,7 @@
 // Every registered secret is masked and credential headers are never written.
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { SecretRegistry } from '../config/secrets.ts';
+import { LineWriter } from './line-writer.ts';
 
 export type LogTarget = 'stdout' | 'stderr' | 'off' | string;
 
@@ -23,7 +24,10 @@ export interface Loggers {
   access: AccessLog;
   audit: Logger;
   error: Logger;
+  /** Writes what is buffered, blocking (right before exit). */
   flush(): void;
+  /** Waits until the batched access log is written, at most `timeoutMs` (a shutdown, before flush). */
+  drain(timeoutMs: number): Promise<void>;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -70,25 +74,16 @@ const FLUSH_INTERVAL_MS = 100;
 /** Buffered bytes above which lines are dropped (and counted) rather than slowing the request path. */
 const MAX_BUFFER = 16 * 1024 * 1024;
 
-function destination(target: LogTarget, onDrop: () => void, batched: boolean): DestinationStream | null {
+function fdOrPath(target: LogTarget): number | string {
+  return target === 'stdout' ? 1 : target === 'stderr' ? 2 : target;
+}
+
+/** Error and audit lines (and an access log sharing their target): pino's stream, each line written at once. */
+function destination(target: LogTarget, onDrop: () => void): DestinationStream | null {
   if (target === 'off') return null;
-  const dest = target === 'stdout' ? 1 : target === 'stderr' ? 2 : target;
-  // A batched stream gathers lines up to MIN_WRITE bytes per write(2) and flushes at least every
-  // FLUSH_INTERVAL_MS: one syscall per line was most of the access log's cost under load. Only a target
-  // the access log has to itself is batched; error and audit lines are written at once.
-  const stream = pino.destination({ dest, sync: false, mkdir: typeof dest === 'string', minLength: batched ? MIN_WRITE : 0, maxLength: MAX_BUFFER });
+  const dest = fdOrPath(target);
+  const stream = pino.destination({ dest, sync: false, mkdir: typeof dest === 'string', minLength: 0, maxLength: MAX_BUFFER });
   (stream as unknown as NodeJS.EventEmitter).on('drop', onDrop);
-  if (!batched) return stream;
-  const sonic = stream as unknown as { flush(cb?: (err?: Error) => void): void; destroyed?: boolean; _len?: number; _writing?: boolean };
-  const timer = setInterval(() => {
-    if (sonic.destroyed || !sonic._len || sonic._writing) return;
-    try {
-      sonic.flush(() => {});
-    } catch {
-      /* not open yet: the next tick flushes */
-    }
-  }, FLUSH_INTERVAL_MS);
-  timer.unref();
   return stream;
 }
 
@@ -117,9 +112,14 @@ export function createLoggers(
   const streams = new Map<LogTarget, DestinationStream | null>();
   const accessAlone = options.access !== options.error && options.access !== options.audit;
   const streamFor = (t: LogTarget, name: string) => {
-    if (!streams.has(t)) streams.set(t, destination(t, () => onDrop(name), name === 'access' && accessAlone));
+    if (!streams.has(t)) streams.set(t, destination(t, () => onDrop(name)));
     return streams.get(t)!;
   };
+  // A target the access log has to itself is written in batches of MIN_WRITE bytes, at most
+  // FLUSH_INTERVAL_MS behind: one write(2) per line was most of the access log's cost under load.
+  const accessWriter = accessAlone && options.access !== 'off'
+    ? new LineWriter(fdOrPath(options.access), { batchBytes: MIN_WRITE, flushMs: FLUSH_INTERVAL_MS, maxBufferedBytes: MAX_BUFFER, onDrop: () => onDrop('access') })
+    : null;
   const mask = (line: string) => {
     const out = redactCredentials(line);
     return secrets.current && secrets.current.size ? secrets.current.mask(out) : out;
@@ -142,7 +142,7 @@ export function createLoggers(
   const accessLog = (): AccessLog => {
     // The access log's fields are a flat set built by RequestTelemetry, none of them a header map, so
     // no path redaction is needed.
-    const dest = streamFor(options.access, 'access');
+    const dest = accessWriter ?? streamFor(options.access, 'access');
     if (dest === null) return ACCESS_OFF;
     return {
       enabled: true,
@@ -156,7 +156,14 @@ export function createLoggers(
     access: accessLog(),
     audit: make('audit', options.audit, 'info'),
     error: make('gateway', options.error, options.level),
+    drain: async (timeoutMs) => {
+      if (accessWriter === null) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([accessWriter.drain(), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+    },
     flush() {
+      accessWriter?.flushSync();
       for (const s of streams.values()) {
         const sonic = s as unknown as { flushSync?: () => void };
         try {

@@ -220,6 +220,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
     await admin?.close();
     await gateway.close();
     await tracing?.shutdown(); // exports the spans still batched
+    await loggers.drain(1_000);
     loggers.flush();
     process.exit(0);
   };
