@@ -9,7 +9,7 @@
 // `maxBufferedBytes`, then dropped and counted, so a slow log never slows or grows the request path
 // without bound. `drain` (shutdown) waits until everything is written; `flushSync` (a crash) writes what
 // is buffered at once, blocking.
-import { closeSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** Bytes of one buffer: a batch is written when it holds `batchBytes`, long before the buffer is full. */
@@ -17,6 +17,11 @@ const BUFFER_BYTES = 64 * 1024;
 /** Pause before retrying a write that would block, and how long flushSync keeps retrying in all. */
 const RETRY_MS = 10;
 const SYNC_RETRY_LIMIT_MS = 2_000;
+/**
+ * Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF, 4096 on Linux). Cluster
+ * workers share their stdout pipe: a longer write could interleave with another worker's and cut lines.
+ */
+const PIPE_ATOMIC_BYTES = 4096;
 
 export interface LineWriterOptions {
   /** Bytes gathered before a write. */
@@ -39,6 +44,8 @@ export class LineWriter {
   readonly #fd: number;
   readonly #ownsFd: boolean;
   readonly #o: LineWriterOptions;
+  /** Longest single write: whole lines up to PIPE_ATOMIC_BYTES on a pipe or socket, anything on a file. */
+  readonly #maxWrite: number;
   #current: Chunk = { buf: Buffer.allocUnsafe(BUFFER_BYTES), len: 0, lines: 0 };
   /** Filled chunks waiting for the write in flight, oldest first. */
   readonly #full: Chunk[] = [];
@@ -67,6 +74,8 @@ export class LineWriter {
       }
       this.#ownsFd = true;
     }
+    const st = fstatSync(this.#fd);
+    this.#maxWrite = st.isFIFO() || st.isSocket() ? PIPE_ATOMIC_BYTES : Infinity;
     this.#timer = setInterval(() => {
       if (this.#inFlight === null && this.#current.len > 0) this.#next();
     }, options.flushMs);
@@ -126,9 +135,19 @@ export class LineWriter {
     this.#send();
   }
 
+  /** Bytes of the next write from `at`: all of them, or on a pipe the whole lines that fit one atomic write. */
+  #span(buf: Buffer, at: number, end: number): number {
+    if (end - at <= this.#maxWrite) return end - at;
+    const cut = buf.lastIndexOf(0x0a, at + this.#maxWrite - 1);
+    if (cut >= at) return cut + 1 - at;
+    // A line longer than an atomic write goes whole, by itself (the buffer past `end` is stale bytes).
+    const nl = buf.indexOf(0x0a, at);
+    return nl !== -1 && nl < end ? nl + 1 - at : end - at;
+  }
+
   #send(): void {
     const chunk = this.#inFlight!;
-    write(this.#fd, chunk.buf, this.#written, chunk.len - this.#written, null, (err, n) => {
+    write(this.#fd, chunk.buf, this.#written, this.#span(chunk.buf, this.#written, chunk.len), null, (err, n) => {
       if (this.#inFlight !== chunk) return; // flushSync took over
       if (err) {
         if (err.code === 'EAGAIN' && !this.#closed) {
@@ -192,7 +211,7 @@ export class LineWriter {
       let at = c.from;
       while (at < c.to) {
         try {
-          at += writeSync(this.#fd, c.buf, at, c.to - at);
+          at += writeSync(this.#fd, c.buf, at, this.#span(c.buf, at, c.to));
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) return;
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);

@@ -89,6 +89,48 @@ describe('LineWriter', () => {
     closeSync(fd);
   });
 
+  it('keeps lines whole when two writers share one pipe (cluster workers on one stdout)', async () => {
+    const fifo = join(dir, 'shared-pipe');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const writers = [new LineWriter(fd, options()), new LineWriter(fd, options())];
+    const perWriter = 3000;
+    const text = (w: number, i: number) => `{"w":${w},"i":${i},"pad":"${'p'.repeat((i * 37) % 700)}"}\n`;
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(65536);
+    // The reader drains a little at a time, so the pipe is often full and writes are refused or cut short.
+    const drainSome = () => {
+      try {
+        const n = readSync(fd, buf, 0, 1000, null);
+        if (n > 0) chunks.push(Buffer.from(buf.subarray(0, n)));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      }
+    };
+    for (let i = 0; i < perWriter; i++) {
+      writers[0]!.write(text(0, i));
+      writers[1]!.write(text(1, i));
+      if (i % 20 === 0) {
+        drainSome();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    }
+    const expectedLines = 2 * perWriter;
+    await until(() => {
+      for (let k = 0; k < 1000; k++) drainSome();
+      return Buffer.concat(chunks).toString('utf8').split('\n').length - 1 >= expectedLines ? true : undefined;
+    }, 'both writers\' lines');
+    const lines = Buffer.concat(chunks).toString('utf8').split('\n').slice(0, -1);
+    expect(lines).toHaveLength(expectedLines);
+    const next = [0, 0];
+    for (const l of lines) {
+      const { w, i } = JSON.parse(l) as { w: number; i: number }; // a cut line would not parse
+      expect(i).toBe(next[w]!++); // and each writer's lines stay in order
+    }
+    for (const w of writers) await w.close();
+    closeSync(fd);
+  });
+
   it('drain resolves once everything is written; flushSync writes what is buffered at once', async () => {
     const file = join(dir, 'c.log');
     const w = new LineWriter(file, options({ batchBytes: 1 << 20, flushMs: 60_000 }));
