@@ -216,13 +216,7 @@ export class RedisStore implements RateLimitStore {
   }
 
   hit(key: string, cost: number, _now: number, rate: Rate): Promise<HitResult> {
-    const c = this.#client;
-    return c.evalsha(this.#sha, 1, key, rate.intervalMs, rate.toleranceMs, cost).then(this.#toResult, (err: unknown) => {
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
-        return c.eval(GCRA_LUA, 1, key, rate.intervalMs, rate.toleranceMs, cost).then(this.#toResult, (e: unknown) => this.#fail(e));
-      }
-      return this.#fail(err);
-    });
+    return this.#evalScript(GCRA_LUA, this.#sha, key, rate, cost, this.#toResult);
   }
 
   /**
@@ -230,10 +224,15 @@ export class RedisStore implements RateLimitStore {
    * and the bucket's offset to compute each one's answer (gcra.ts batchResult).
    */
   hitBatch(key: string, count: number, rate: Rate): Promise<{ allowed: number; offsetMs: number }> {
+    return this.#evalScript(GCRA_BATCH_LUA, this.#batchSha, key, rate, count, toBatch);
+  }
+
+  /** One script call by its SHA; after NOSCRIPT (flushed, or a fresh replica) once more with its text. */
+  #evalScript<T>(lua: string, sha: string, key: string, rate: Rate, n: number, convert: (reply: unknown) => T): Promise<T> {
     const c = this.#client;
-    return c.evalsha(this.#batchSha, 1, key, rate.intervalMs, rate.toleranceMs, count).then(toBatch, (err: unknown) => {
+    return c.evalsha(sha, 1, key, rate.intervalMs, rate.toleranceMs, n).then(convert, (err: unknown) => {
       if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
-        return c.eval(GCRA_BATCH_LUA, 1, key, rate.intervalMs, rate.toleranceMs, count).then(toBatch, (e: unknown) => this.#fail(e));
+        return c.eval(lua, 1, key, rate.intervalMs, rate.toleranceMs, n).then(convert, (e: unknown) => this.#fail(e));
       }
       return this.#fail(err);
     });
