@@ -56,21 +56,27 @@ export function batchResult(index: number, allowed: number, offsetMs: number, ra
 }
 
 /**
+ * What both scripts start with: ARGV[1] = T (ms), ARGV[2] = tau (ms), ARGV[3] their amount; `now` from
+ * the Redis server's clock; the bucket's stored TAT, never earlier than now.
+ */
+const GCRA_LUA_PREAMBLE = (amount: string) => `
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local ${amount} = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
+if tat < now then tat = now end
+`;
+
+/**
  * The Redis side: KEYS[1] = bucket; ARGV = T (ms), tau (ms), cost. Uses the Redis server's clock, so
  * replicas with skewed clocks still share one exact count. The TAT is stored with 3 decimals through
  * string.format (Lua's tostring keeps only 14 digits, which would round epoch milliseconds). Cost 0 is a
  * look that writes nothing (refusal limits ask before they spend). Returns
  * {allowed 0|1, remaining, reset ms, retry-after ms}.
  */
-export const GCRA_LUA = `
-local T = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
-if tat < now then tat = now end
-local newTat = tat + cost * T
+export const GCRA_LUA = `${GCRA_LUA_PREAMBLE('cost')}local newTat = tat + cost * T
 local allowAt = newTat - tau
 if allowAt > now then
   local rem = math.floor((tau - (tat - now)) / T)
@@ -89,15 +95,7 @@ return {1, rem, ttl, 0}
  * The batch decision in Redis: KEYS[1] = bucket; ARGV = T (ms), tau (ms), count. Same clock and storage
  * as GCRA_LUA. Returns {allowed count, offset ms as text with 3 decimals} (see gcraBatch).
  */
-export const GCRA_BATCH_LUA = `
-local T = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
-if tat < now then tat = now end
-local n = math.floor((now + tau - tat) / T)
+export const GCRA_BATCH_LUA = `${GCRA_LUA_PREAMBLE('count')}local n = math.floor((now + tau - tat) / T)
 if n > count then n = count end
 if n < 0 then n = 0 end
 if n > 0 then
