@@ -110,6 +110,9 @@ routes:
 
 describe('npx portcullis', () => {
   it('runs the bin entry of package.json', async () => {
+    // The bin entry runs dist/ (`npm ci` builds it through `prepare`); build it from the sources under
+    // test so that this checks them, not an older build.
+    await run(process.execPath, ['scripts/build.ts'], { cwd: ROOT });
     const { stdout } = await run('npx', ['--no-install', 'portcullis', 'validate', 'config/portcullis.yaml'], { cwd: ROOT });
     expect(stdout).toContain('config/portcullis.yaml: ok');
   });
