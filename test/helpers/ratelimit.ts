@@ -5,6 +5,7 @@
 // time, never fixed. And with `on_redis_failure: local`, a request Redis does not answer within the
 // command timeout (a busy machine can stall it) is counted by the process' own fallback bucket, which
 // holds the same bound on its own: the gateway's decision counters say which bucket answered each one.
+import { expect } from 'vitest';
 import type { RunningGateway } from './gateway.ts';
 
 /** At most how many requests a limit of `limit` per `windowMs` lets through in `elapsedMs`: the burst,
@@ -50,11 +51,29 @@ export async function runUntilLimited<T extends { status: number }>(
   const before = await Promise.all(sources.map(allowed));
   const started = performance.now();
   const answers: T[] = [];
-  while (answers.filter((a) => a.status === 429).length < o.limitedWanted && answers.length < 1_000) {
-    answers.push(...await Promise.all(Array.from({ length: o.concurrency }, send)));
+  let limited = 0;
+  while (limited < o.limitedWanted && answers.length < 1_000) {
+    for (const a of await Promise.all(Array.from({ length: o.concurrency }, send))) {
+      answers.push(a);
+      if (a.status === 429) limited++;
+    }
   }
   const elapsedMs = performance.now() - started;
   const after = await Promise.all(sources.map(allowed));
   const [redis, local, memory] = sources.map((_, i) => after[i]! - before[i]!) as [number, number, number];
   return { answers, elapsedMs, allowedBy: { redis, local, memory }, allowedAtMost: gcraAllowedAtMost(o.perWindow, o.windowMs, elapsedMs) };
+}
+
+/**
+ * What every run through a limit must show: each answer is `allowedStatus` (what the upstream says to an
+ * allowed request) or 429; the allowed answers are exactly those the decision counters record; and no
+ * bucket let more through than the run's elapsed time allows. Returns how many were allowed.
+ */
+export function expectWithinLimit(run: LimitedRun<{ status: number }>, allowedStatus = 200): number {
+  expect(run.answers.filter((r) => r.status !== allowedStatus && r.status !== 429).map((r) => r.status)).toEqual([]);
+  const allowed = run.answers.filter((r) => r.status === allowedStatus).length;
+  const { redis, local, memory } = run.allowedBy;
+  expect(redis + local + memory).toBe(allowed);
+  for (const bucket of [redis, local, memory]) expect(bucket).toBeLessThanOrEqual(run.allowedAtMost);
+  return allowed;
 }

@@ -7,7 +7,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli, startGateway, waitFor, type RunningGateway } from '../../helpers/gateway.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../../helpers/otlp.ts';
-import { runUntilLimited } from '../../helpers/ratelimit.ts';
+import { expectWithinLimit, runUntilLimited } from '../../helpers/ratelimit.ts';
 import { client, examplePolicy, jsonLines } from '../../helpers/seeds.ts';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.ts';
 
@@ -168,11 +168,7 @@ describe('002: Flask API', () => {
     const logins = await runUntilLimited(gw, login, { route: 'login', limit: 'login', perWindow: 10, windowMs: 60_000, concurrency: 1, limitedWanted: 3 });
     const statuses = logins.answers.map((r) => r.status);
     expect(statuses.slice(0, 10)).toEqual(Array(10).fill(401));
-    expect(statuses.filter((s) => s !== 401 && s !== 429)).toEqual([]);
-    const attempts = statuses.filter((s) => s === 401).length;
-    expect(logins.allowedBy.redis + logins.allowedBy.local).toBe(attempts);
-    expect(logins.allowedBy.redis).toBeLessThanOrEqual(logins.allowedAtMost);
-    expect(logins.allowedBy.local).toBeLessThanOrEqual(logins.allowedAtMost);
+    const attempts = expectWithinLimit(logins, 401);
     const limited = logins.answers.at(-1)!;
     expect(limited.reason).toBe('rate_limited');
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
@@ -182,12 +178,8 @@ describe('002: Flask API', () => {
     const t = xauth(await token({ sub: 'busy' }));
     const apiCall = () => http.send(`${gw.url}/api/todos`, { headers: { ...t, 'x-forwarded-for': '203.0.113.21' } });
     const api = await runUntilLimited(gw, apiCall, { route: 'api', limit: 'per_ip', perWindow: 100, windowMs: 60_000, concurrency: 10, limitedWanted: 8 });
-    const passed = api.answers.filter((r) => r.status === 200).length;
-    expect(api.answers.filter((r) => r.status !== 200 && r.status !== 429).map((r) => r.status)).toEqual([]);
+    const passed = expectWithinLimit(api);
     expect(passed).toBeGreaterThanOrEqual(100);
-    expect(api.allowedBy.redis + api.allowedBy.local).toBe(passed);
-    expect(api.allowedBy.redis).toBeLessThanOrEqual(api.allowedAtMost);
-    expect(api.allowedBy.local).toBeLessThanOrEqual(api.allowedAtMost);
     expect(app.received.length).toBe(attempts + passed);
   });
 });
