@@ -19,6 +19,8 @@ import {
   childPids, closedLoop, cores, cpuPressure, cpuTicks, dir, hasTaskset, hasWrk, idleConnections, LOAD_CORE, openLoopRun, pinned, pinSelfToLoadCore,
   PROXY_CORE, ROOT, rssMiB, startNginx, startPortcullis, startUpstream, stop, stopAll, track, waitForPort, freePort, type LoadResult, type Tool,
 } from './harness.ts';
+import { CHECK_MS, QUIET_MS } from '../src/server/idle-memory.ts';
+import { UPSTREAM_BODY } from './body.ts';
 import type { OpenLoopResult } from './open-loop.ts';
 import { passthroughPolicy } from './policy.ts';
 import { scenario as fullPolicyScenario } from './scenarios/full-policy.ts';
@@ -198,11 +200,9 @@ async function main(): Promise<void> {
   const upstreamUrl = upstream.url;
   const ctx: BenchContext = { upstreamUrl, redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', dir };
   const scenarios = (await loadScenarios()).filter((s) => wanted(s.name));
-  const nodeBaseline = (file: string, name: string) => async () => {
-    const port = await freePort();
-    const p = track(pinned(PROXY_CORE, process.execPath, [join(ROOT, file), String(port), upstreamUrl]), name);
-    await waitForPort(port);
-    return { url: `http://127.0.0.1:${port}`, stop: () => stop(p) };
+  const nodeBaseline = (file: string, name: string, arg = upstreamUrl) => async () => {
+    const { url, proc } = await startNodeBaseline(file, name, arg);
+    return { url, stop: () => stop(proc) };
   };
   const gateway = (policy: string, env: Record<string, string> = {}) => async () => {
     const gw = await startPortcullis(policy, env);
@@ -222,7 +222,7 @@ async function main(): Promise<void> {
     }
     if (wanted('http-proxy')) await measureProcess(NAMES.httpProxy, 'baseline', nodeBaseline('bench/baselines/http-proxy.ts', NAMES.httpProxy));
     if (wanted('@fastify/http-proxy')) await measureProcess(NAMES.fastify, 'baseline', nodeBaseline('bench/baselines/fastify-http-proxy.ts', NAMES.fastify));
-    if (wanted('raw-node')) await measureProcess(NAMES.rawNode, 'baseline', nodeBaseline('bench/baselines/raw-node.ts', NAMES.rawNode));
+    if (wanted('raw-node')) await measureProcess(NAMES.rawNode, 'baseline', nodeBaseline('bench/baselines/raw-node.mjs', NAMES.rawNode, UPSTREAM_BODY));
     if (wanted('passthrough')) await measureProcess(NAMES.passthrough, 'portcullis', gateway(passthroughPolicy(upstreamUrl)));
 
     for (const scenario of scenarios) {
@@ -266,32 +266,61 @@ async function main(): Promise<void> {
   writeResults(results, extras);
 }
 
+/** A Node baseline (bench/baselines/) pinned to the proxy core, listening on a free port. */
+async function startNodeBaseline(file: string, name: string, arg: string): Promise<{ url: string; proc: ReturnType<typeof pinned> }> {
+  const port = await freePort();
+  const proc = track(pinned(PROXY_CORE, process.execPath, [join(ROOT, file), String(port), arg]), name);
+  await waitForPort(port);
+  return { url: `http://127.0.0.1:${port}`, proc };
+}
+
+/**
+ * How long memory readings wait after the last request: the gateway's idle release (src/server/idle-memory.ts)
+ * runs once no request has started for QUIET_MS, at its next check. Readings are taken when it has had its
+ * chance, as they would be on a gateway between bursts; the raw node:http reference waits as long.
+ */
+const REST_MS = QUIET_MS + CHECK_MS + 750;
+
 /**
  * Open-loop latency and memory, on two fresh gateways (passthrough and full-policy): RSS fresh, RSS holding
  * 1,000 idle keep-alive connections, then a closed-loop warm-up and the open-loop runs (direct, passthrough,
- * full-policy at each rate), then the full-policy process' RSS after that load against its fresh RSS.
+ * full-policy at each rate), then the full-policy process' RSS after that load against its fresh RSS. A raw
+ * node:http server is read the same way first, for "memory like a plain Node server".
  */
 async function latencyAndMemory(ctx: BenchContext, passMax: number): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   const fullLoad = await fullPolicyScenario.load!(ctx);
   const fullHeaders = (fullLoad.headers ?? {}) as Record<string, string>;
-  const settle = () => new Promise((r) => setTimeout(r, 1000));
+  const rest = () => new Promise((r) => setTimeout(r, REST_MS));
+  const memory: Record<string, unknown> = { rest_ms: REST_MS };
+  const readIdle = async (name: string, pid: number, url: string, headers: Record<string, string>) => {
+    await rest();
+    const fresh = rssMiB(pid);
+    const sockets = await idleConnections(url, 1000, headers);
+    await rest();
+    const idle = rssMiB(pid);
+    // Still open when RSS was read (the gateway closes idle connections after its keep-alive timeout, 5 s).
+    const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    for (const s of sockets) s.destroy();
+    process.stdout.write(`  RSS ${name}: fresh ${fresh} MiB, with 1000 idle keep-alive connections ${idle} MiB (${stillOpen} still open)\n`);
+    return { fresh_mib: fresh, with_1000_idle_mib: idle, connections_open: stillOpen };
+  };
+  if (extra('memory')) {
+    const raw = await startNodeBaseline('bench/baselines/raw-node.mjs', NAMES.rawNode, UPSTREAM_BODY);
+    try {
+      memory['raw-node'] = await readIdle(NAMES.rawNode, raw.proc.pid!, raw.url, {});
+    } finally {
+      await stop(raw.proc);
+    }
+  }
 
   const pass = await startPortcullis(passthroughPolicy(ctx.upstreamUrl));
   const full = await startPortcullis(fullPolicyScenario.policy(ctx), fullPolicyScenario.env?.(ctx) ?? {});
   try {
-    const memory: Record<string, unknown> = {};
     for (const [name, gw, headers] of [['passthrough', pass, {}], ['full-policy', full, fullHeaders]] as const) {
-      await settle();
-      const fresh = rssMiB(gw.proc.pid!);
-      const sockets = await idleConnections(gw.url, 1000, headers);
-      await settle();
-      const idle = rssMiB(gw.proc.pid!);
-      // Still open when RSS was read (the gateway closes idle connections after its keep-alive timeout, 5 s).
-      const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
-      for (const s of sockets) s.destroy();
-      memory[name] = { fresh_mib: fresh, with_1000_idle_mib: idle, connections_open: stillOpen, target_mib: name === 'passthrough' ? 100 : 120, met: idle <= (name === 'passthrough' ? 100 : 120) };
-      process.stdout.write(`  RSS ${name}: fresh ${fresh} MiB, with 1000 idle keep-alive connections ${idle} MiB (${stillOpen} still open)\n`);
+      const target = name === 'passthrough' ? 100 : 120;
+      const m = await readIdle(name, gw.proc.pid!, gw.url, headers);
+      memory[name] = { ...m, target_mib: target, met: m.with_1000_idle_mib <= target };
     }
 
     await closedLoop(PRIMARY, pass.url + '/', {}, CONNECTIONS, 2);
@@ -337,7 +366,7 @@ async function latencyAndMemory(ctx: BenchContext, passMax: number): Promise<Rec
       };
     }
 
-    await settle();
+    await rest();
     const after = rssMiB(full.proc.pid!);
     const fresh = (memory['full-policy'] as { fresh_mib: number }).fresh_mib;
     memory.full_policy_after_load = { fresh_mib: fresh, after_load_mib: after, ratio: +(after / fresh).toFixed(2), target_ratio: 1.3, met: after / fresh <= 1.3 };
@@ -493,7 +522,9 @@ function extrasLines(extras: Record<string, unknown>): string[] {
   }
   const mem = extras.memory as Record<string, any> | undefined;
   if (mem) {
-    lines.push('', '## Memory', '');
+    lines.push('', '## Memory', '', `RSS read ${mem.rest_ms / 1000} s after the last request (the gateway's idle release runs after 1 s without one; docs/operations.md "Memory").`, '');
+    const raw = mem['raw-node'];
+    if (raw) lines.push(`- raw node:http server (reference): RSS with 1,000 idle keep-alive connections ${raw.with_1000_idle_mib} MiB (fresh process ${raw.fresh_mib} MiB; ${raw.connections_open} of them still open at the reading)`);
     for (const k of ['passthrough', 'full-policy']) {
       const m = mem[k];
       if (m) lines.push(`- ${k}: RSS with 1,000 idle keep-alive connections ${m.with_1000_idle_mib} MiB (fresh process ${m.fresh_mib} MiB; ${m.connections_open} of them still open at the reading); target <= ${m.target_mib} MiB: ${metText(m.met)}`);

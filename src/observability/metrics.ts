@@ -111,6 +111,9 @@ export class Metrics implements MetricsRegistry {
   readonly policyInfo: Gauge<'hash'>;
   readonly auditEvents: Counter<'action' | 'outcome'>;
   readonly logDropped: Counter<'log'>;
+  readonly idleReleases: Counter;
+  readonly idleReleasedBytes: Counter;
+  readonly idleReleasePause: Counter;
   readonly #routes = new Map<string, RouteMetrics>();
   readonly #upstreams = new Map<string, { observe(v: number): void }>();
 
@@ -179,6 +182,21 @@ export class Metrics implements MetricsRegistry {
       name: 'portcullis_log_lines_dropped_total',
       help: 'Log lines dropped because the log destination could not keep up, by log.',
       labelNames: ['log'],
+      registers,
+    });
+    this.idleReleases = new Counter({
+      name: 'portcullis_idle_memory_releases_total',
+      help: 'Compacting collections run while the gateway was idle (limits.release_memory_when_idle).',
+      registers,
+    });
+    this.idleReleasedBytes = new Counter({
+      name: 'portcullis_idle_memory_released_bytes_total',
+      help: 'Heap and external memory those collections freed, in bytes.',
+      registers,
+    });
+    this.idleReleasePause = new Counter({
+      name: 'portcullis_idle_memory_release_pause_seconds_total',
+      help: 'Time the process was paused by those collections, in seconds.',
       registers,
     });
     if (options.defaultMetrics !== false) {

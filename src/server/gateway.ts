@@ -37,6 +37,7 @@ export class Gateway implements ForwardSink {
   readonly observers: RequestObserver[] = [];
   draining = false;
   #inflight = 0;
+  #started = 0;
   #idleWaiters: (() => void)[] = [];
 
   constructor(policy: CompiledPolicy, telemetry: Telemetry<Metrics>) {
@@ -52,6 +53,11 @@ export class Gateway implements ForwardSink {
 
   get inflight(): number {
     return this.#inflight;
+  }
+
+  /** Requests (and upgrades) begun since start: the idle check's sign of activity. */
+  get started(): number {
+    return this.#started;
   }
 
   /** Makes `next` the policy of every new request; `previous` closes when its last request ends. */
@@ -111,6 +117,7 @@ export class Gateway implements ForwardSink {
   #begin(policy: CompiledPolicy, use: PolicyUse, req: ClientRequest, scheme: 'http' | 'https'): { ctx: RequestContext; identity: ClientIdentity } {
     use.inflight++;
     this.#inflight++;
+    this.#started++;
     this.metrics.inflight.inc(); // #end decrements it, for upgrades too
     const peer = canonicalAddress(req.socket?.remoteAddress ?? '');
     const ctx = new RequestContext(req.method ?? 'GET', req.httpVersion, req.headers, peer, scheme, performance.now());

@@ -16,6 +16,7 @@ import { tracingSettings } from '../observability/tracing-config.ts';
 import { startAdmin } from './admin.ts';
 import { Dashboard, type ReloadRecord } from './dashboard/index.ts';
 import { Gateway } from './gateway.ts';
+import { startIdleMemoryRelease } from './idle-memory.ts';
 import { splitAddress, startListener, type RunningListener } from './listeners.ts';
 
 export interface StartOptions {
@@ -121,6 +122,17 @@ async function startServing(file: string, announce: (line: string) => void, isWo
 
   const listeners: RunningListener[] = [];
   for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log, isWorker));
+  startIdleMemoryRelease({
+    started: () => gateway.started,
+    enabled: () => gateway.policy.limits.release_memory_when_idle && !gateway.draining,
+    onRelease: ({ before, after, pauseMs }) => {
+      const m = telemetry.metrics;
+      m.idleReleases.inc();
+      m.idleReleasedBytes.inc(Math.max(0, before - after));
+      m.idleReleasePause.inc(pauseMs / 1000);
+      log.debug({ before_bytes: before, after_bytes: after, pause_ms: +pauseMs.toFixed(1) }, 'idle: compacting GC gave memory back');
+    },
+  });
 
   // For the dashboard: when the policy in force was loaded, and the last reload attempts with their errors.
   let loadedAt = Date.now();

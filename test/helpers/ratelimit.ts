@@ -7,25 +7,12 @@
 // holds the same bound on its own: the gateway's decision counters say which bucket answered each one.
 import { expect } from 'vitest';
 import type { RunningGateway } from './gateway.ts';
+import { metricSum } from './metrics.ts';
 
 /** At most how many requests a limit of `limit` per `windowMs` lets through in `elapsedMs`: the burst,
  *  one per emission interval elapsed, and one for the interval under way. */
 export function gcraAllowedAtMost(limit: number, windowMs: number, elapsedMs: number): number {
   return limit + Math.ceil(elapsedMs / (windowMs / limit)) + 1;
-}
-
-/** Sum of the samples of `name` on the gateway's admin /metrics whose labels include all of `labels`. */
-export async function metricSum(gw: RunningGateway, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const base = gw.admin.startsWith('http') ? gw.admin : `http://${gw.admin}`;
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if ((line.startsWith(name + '{') || line.startsWith(name + ' ')) && wanted.every((w) => line.includes(w))) {
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return sum;
 }
 
 export interface LimitedRun<T> {

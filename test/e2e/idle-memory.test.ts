@@ -1,0 +1,59 @@
+// The idle memory release in a running gateway: on by default (the garbage of start-up is given back in the
+// first quiet second), off with `limits.release_memory_when_idle: false`, and a reload turns it on. When it
+// runs after a load is decided by unit tests (test/server/idle-memory.test.ts); what it buys is measured by
+// the bench's memory readings.
+import { writeFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startGateway, waitFor, type RunningGateway } from '../helpers/gateway.ts';
+import { metricSum } from '../helpers/metrics.ts';
+import { startUpstream, type RecordingUpstream } from '../helpers/upstream.ts';
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+function policy(upstream: RecordingUpstream, release?: boolean): string {
+  return `
+version: 1
+listeners: [{ address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+${release === undefined ? '' : `limits: { release_memory_when_idle: ${release} }`}
+upstreams:
+  app: { url: "${upstream.url}" }
+routes:
+  - name: all
+    match: { path_prefix: / }
+    upstream: app
+`;
+}
+
+const releases = (gw: RunningGateway) => metricSum(gw, 'portcullis_idle_memory_releases_total');
+
+describe('idle memory release', () => {
+  it('gives the start-up garbage back by default and not when turned off; a reload turns it on', async () => {
+    const upstream = await startUpstream();
+    cleanup.push(() => upstream.close());
+    // Started side by side, so by the time the default one has released, the other has been idle as long.
+    const [on, off] = await Promise.all([startGateway(policy(upstream)), startGateway(policy(upstream, false))]);
+    cleanup.push(() => on.stop(), () => off.stop());
+
+    await waitFor(async () => (await releases(on)) >= 1, 30_000);
+    expect(await metricSum(on, 'portcullis_idle_memory_released_bytes_total')).toBeGreaterThan(1024 * 1024);
+    expect(await metricSum(on, 'portcullis_idle_memory_release_pause_seconds_total')).toBeGreaterThan(0);
+    // One more quiet window for the one turned off, measured by the other's next check having run.
+    const onUp = Date.now();
+    await waitFor(() => Date.now() - onUp > 1_500, 5_000);
+    expect(await releases(off)).toBe(0);
+
+    writeFileSync(off.policyFile, policy(upstream, true));
+    const r = await fetch(`${off.admin.startsWith('http') ? off.admin : `http://${off.admin}`}/reload`, { method: 'POST' });
+    expect(r.status).toBe(200);
+    await waitFor(async () => (await releases(off)) >= 1, 30_000);
+
+    // Requests still go through after the collections.
+    const answer = await fetch(on.url + '/after');
+    expect(answer.status).toBe(200);
+    expect(upstream.received.some((x) => x.url === '/after')).toBe(true);
+  });
+});
