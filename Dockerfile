@@ -32,8 +32,11 @@ RUN node scripts/build.ts
 
 # ---- runtime ------------------------------------------------------------------------------------------
 FROM node:24.21.0-slim AS runtime
+# MALLOC_ARENA_MAX: the gateway's runtime environment, as bin/portcullis.js' first line sets it (two glibc
+# malloc arenas instead of one per thread: less memory kept after a load).
 ENV NODE_ENV=production \
-    PORTCULLIS_CONFIG=/etc/portcullis/policy.yaml
+    PORTCULLIS_CONFIG=/etc/portcullis/policy.yaml \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 # Everything is owned by root and read-only for the gateway's user: it can read its code, never change it.
 COPY --from=deps /app/node_modules ./node_modules

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, writeFileSync, readFileSyn
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { gatewayRuntime } from '../scripts/gateway-runtime.ts';
 import { UPSTREAM_BODY } from './body.ts';
 import type { OpenLoopResult } from './open-loop.ts';
 import { parseWrkOutput, plainRequests, wrkInvocation } from './wrk.ts';
@@ -130,8 +131,8 @@ export interface Gateway {
 
 /** What users run: the compiled gateway (bin/portcullis.js → dist/), built once per bench process. */
 export const GATEWAY_ENTRY = join(ROOT, 'bin/portcullis.js');
-/** The Node flags of bin/portcullis.js' first line (`#!/usr/bin/env -S node FLAGS`), as npm start and the image pass them. */
-export const GATEWAY_NODE_FLAGS = readFileSync(GATEWAY_ENTRY, 'utf8').split('\n')[0]!.split(/\s+/).slice(3);
+/** The environment and Node flags of bin/portcullis.js' first line, as npm start and the image set them. */
+export const GATEWAY_RUNTIME = gatewayRuntime(ROOT);
 let built = false;
 export function buildGateway(): void {
   if (built) return;
@@ -146,7 +147,7 @@ export async function startPortcullis(policy: string, env: Record<string, string
   const file = join(mkdtempSync(join(dir, 'policy-')), 'policy.yaml');
   writeFileSync(file, policy.replaceAll('${LISTEN}', `127.0.0.1:${port}`).replaceAll('${ADMIN}', `127.0.0.1:${adminPort}`));
   buildGateway();
-  const proc = track(pinned(core, process.execPath, [...GATEWAY_NODE_FLAGS, GATEWAY_ENTRY, 'start', '--config', file], { ...process.env, LOG_LEVEL: 'warn', ...env }), 'portcullis');
+  const proc = track(pinned(core, process.execPath, [...GATEWAY_RUNTIME.flags, GATEWAY_ENTRY, 'start', '--config', file], { ...process.env, ...GATEWAY_RUNTIME.env, LOG_LEVEL: 'warn', ...env }), 'portcullis');
   await waitForPort(port);
   await waitForPort(adminPort);
   return { proc, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildGateway, GATEWAY_ENTRY, GATEWAY_NODE_FLAGS } from './harness.ts';
+import { buildGateway, GATEWAY_ENTRY, GATEWAY_RUNTIME } from './harness.ts';
 import { mint } from './jwt-fixtures.ts';
 import { passthroughPolicy } from './policy.ts';
 import { fullPolicy } from './scenarios/full-policy.ts';
@@ -36,8 +36,8 @@ const text = (which === 'full-policy' ? fullPolicy(upstreamUrl, 'redis://127.0.0
 const policyFile = join(dir, 'policy.yaml');
 writeFileSync(policyFile, text);
 buildGateway();
-const argv = ['--cpu-prof', '--cpu-prof-dir', dir, ...GATEWAY_NODE_FLAGS, GATEWAY_ENTRY, 'start', '--config', policyFile];
-const gw = spawn(taskset ? 'taskset' : process.execPath, taskset ? ['-c', '0', process.execPath, ...argv] : argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } });
+const argv = ['--cpu-prof', '--cpu-prof-dir', dir, ...GATEWAY_RUNTIME.flags, GATEWAY_ENTRY, 'start', '--config', policyFile];
+const gw = spawn(taskset ? 'taskset' : process.execPath, taskset ? ['-c', '0', process.execPath, ...argv] : argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...GATEWAY_RUNTIME.env, OTEL_EXPORTER_OTLP_ENDPOINT: '' } });
 for (let i = 0; i < 200; i++) {
   const up = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
   if (up) break;

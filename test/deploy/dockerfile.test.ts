@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { gatewayRuntime } from '../../scripts/gateway-runtime.ts';
 import { ROOT } from '../helpers/gateway.ts';
 import { dockerignore, execForm, readDockerfile, type Stage } from './docker.ts';
 
@@ -65,20 +66,32 @@ describe('Dockerfile lint', () => {
     expect(all.filter((s) => s.keyword === 'ADD')).toHaveLength(0);
     expect(all.filter((s) => s.keyword === 'RUN' && /\b(curl|wget)\b/.test(s.content))).toHaveLength(0);
     const entry = execForm(steps(runtime, 'ENTRYPOINT')[0]!);
-    expect(entry).toEqual(['node', ...gatewayNodeFlags(), '/app/bin/portcullis.js']); // node is PID 1 and gets SIGTERM itself
+    expect(entry).toEqual(['node', ...gatewayRuntime(ROOT).flags, '/app/bin/portcullis.js']); // node is PID 1 and gets SIGTERM itself
     expect(execForm(steps(runtime, 'CMD')[0]!)).toEqual(['start']);
     const stop = steps(runtime, 'STOPSIGNAL');
     if (stop.length) expect(stop[0]!.args[0]).toBe('SIGTERM');
   });
 
-  it('gives Node the gateway\'s runtime flags where it starts it: bin/portcullis.js\' first line, npm start, the image', () => {
-    const flags = gatewayNodeFlags();
+  it('gives the gateway its runtime environment and Node flags where it starts it: bin/portcullis.js\' first line, npm start, the image', () => {
+    const { env, flags } = gatewayRuntime(ROOT);
     expect(flags.length).toBeGreaterThan(0);
+    expect(Object.keys(env).length).toBeGreaterThan(0);
     const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
-    expect(scripts.start).toBe(['node', ...flags, 'bin/portcullis.js', 'start', '--demo-upstream'].join(' '));
+    const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    expect(scripts.start).toBe([...assignments, 'node', ...flags, 'bin/portcullis.js', 'start', '--demo-upstream'].join(' '));
+    const imageEnv = Object.fromEntries(steps(runtime, 'ENV').flatMap((s) => s.args.map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)])));
+    for (const [k, v] of Object.entries(env)) expect(imageEnv[k], `ENV ${k}`).toBe(v);
     // The flags are real Node flags (a typo would stop the process before it reads its policy).
-    const r = spawnSync(process.execPath, [...flags, '-e', 'process.exit(0)'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...flags, '-e', 'process.exit(0)'], { encoding: 'utf8', env: { ...process.env, ...env } });
     expect(r.status, r.stderr).toBe(0);
+    // The first line as the kernel runs it: env gets "-S <the rest>" as one argument and splits it (here
+    // with this Node 24 in place of the `node` on PATH).
+    const shebangArgument = readFileSync(join(ROOT, 'bin/portcullis.js'), 'utf8').split('\n')[0]!.slice('#!/usr/bin/env '.length);
+    const viaEnv = spawnSync('/usr/bin/env', [shebangArgument.replace(' node ', ` ${process.execPath} `), '-p', 'JSON.stringify([process.env, process.execArgv])'], { encoding: 'utf8' });
+    expect(viaEnv.status, viaEnv.stderr).toBe(0);
+    const [seenEnv, seenFlags] = JSON.parse(viaEnv.stdout) as [Record<string, string>, string[]];
+    expect(seenEnv).toMatchObject(env);
+    expect(seenFlags.slice(0, flags.length)).toEqual(flags);
   });
 
   it('exposes the default policy\'s listener and the admin port, and documents the policy path', () => {
@@ -124,13 +137,6 @@ function freePort(): Promise<number> {
       s.close(() => res(port));
     });
   });
-}
-
-/** The Node flags on bin/portcullis.js' first line (`#!/usr/bin/env -S node FLAGS`). */
-function gatewayNodeFlags(): string[] {
-  const shebang = readFileSync(join(ROOT, 'bin/portcullis.js'), 'utf8').split('\n')[0]!;
-  expect(shebang).toMatch(/^#!\/usr\/bin\/env -S node( --[a-z0-9-]+(=\S+)?)*$/);
-  return shebang.split(/\s+/).slice(3);
 }
 
 /**
