@@ -1,9 +1,9 @@
 // The one function that writes the gateway's own answers: denies, no-route, bad targets, upstream
 // failures. Always application/problem+json with a stable `reason` and the request id; never a stack trace.
-import { STATUS_CODES } from 'node:http';
 import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { IncomingMessage } from 'node:http';
 import type { ClientResponse } from './forwarder.ts';
+import { STATUS_CODES } from './node-http.ts';
 
 /** The longest a connection answered before its request body ended keeps reading what the client still sends. */
 export const LINGER_MS = 2_000;

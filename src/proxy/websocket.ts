@@ -5,12 +5,13 @@
 // so bytes a client sends after its handshake can never reach the upstream unparsed. Other upgrade
 // protocols (h2c first of all) never get here: the listeners serve them as plain HTTP with Upgrade removed.
 import { createHash } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RequestContext, ResponseHead } from '../contract/context.ts';
 import type { ForwardSink } from './forwarder.ts';
+import { request as httpRequest } from './node-http.ts';
 import { HOP_BY_HOP, responseHeadersFrom, upstreamTarget } from './headers.ts';
 import type { Upstream } from './upstream.ts';
 

@@ -1,6 +1,7 @@
 // The admin listener (127.0.0.1 by default): liveness, readiness, reload, metrics and the dashboard. It
 // never serves proxied traffic and is never reachable through a route.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createServer } from '../proxy/node-http.ts';
 import type { Dashboard } from './dashboard/index.ts';
 import { splitAddress } from './listeners.ts';
 

@@ -1,6 +1,7 @@
 // The bundled demo upstream for `npm start`: answers every request with a JSON echo of what it received,
 // so a first `curl` through the gateway shows exactly what the gateway forwarded.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createServer } from '../proxy/node-http.ts';
 import { splitAddress } from './listeners.ts';
 
 export async function startDemoUpstream(address: string): Promise<Server> {

@@ -2,7 +2,7 @@
 // are re-read when their files change. Malformed requests that never reach the handler (Node's parser
 // refused them) still get a problem+json answer with a precise reason.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, ServerResponse, STATUS_CODES } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { constants as http2constants, createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -13,6 +13,7 @@ import type { Limits, Listener } from '../policy/compile.ts';
 import { addAnswerHeaders, answerHeaderLines, problemBody } from '../proxy/answer.ts';
 import { guardChunkedBody } from '../proxy/chunked.ts';
 import { markClientCertSocket, type ClientCertSettings } from '../proxy/client-cert.ts';
+import { createServer as createHttpServer, ServerResponse, STATUS_CODES } from '../proxy/node-http.ts';
 import { normalizeTarget } from '../proxy/normalize.ts';
 import { wantsWebSocket } from '../proxy/websocket.ts';
 import type { Gateway } from './gateway.ts';
