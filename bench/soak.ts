@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { closedLoop, cores, cpuPressure, dir, hasWrk, LOAD_CORE, openLoopRun, pinSelfToLoadCore, PROXY_CORE, ROOT, rssMiB, startPortcullis, startUpstream, stopAll } from './harness.ts';
-import { describeOpenLoop } from './open-loop.ts';
+import { DEFAULT_MAX_LAG_MS, describeOpenLoop } from './open-loop.ts';
 import { scenario as full } from './scenarios/full-policy.ts';
 import type { BenchContext } from './scenarios/types.ts';
 
@@ -22,7 +22,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '64' },
     rate: { type: 'string' },
     'sample-seconds': { type: 'string', default: '10' },
-    'max-lag-ms': { type: 'string', default: '2' },
+    'max-lag-ms': { type: 'string', default: String(DEFAULT_MAX_LAG_MS) },
   },
 });
 const MINUTES = Number(args.minutes);

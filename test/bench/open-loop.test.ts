@@ -111,6 +111,20 @@ describe('openLoop against a real server', () => {
     expect(r.latency.max).toBeGreaterThanOrEqual(290);
   });
 
+  it("keeps its own lag out of the latency: a stall of the generator is not the target's", async () => {
+    const BLOCK_MS = 200;
+    // The generator (this process) stops for BLOCK_MS; the ~20 requests due meanwhile go out when it wakes.
+    setTimeout(() => {
+      const t = performance.now();
+      while (performance.now() - t < BLOCK_MS);
+    }, 300);
+    const r = await openLoop({ url, rate: 100, connections: 4, durationSec: 1, maxLagMs: 1000 });
+    expect(r.completed).toBe(100);
+    expect(r.generatorLag.max).toBeGreaterThanOrEqual(BLOCK_MS * 0.9);
+    // Measured from their intended times, those 20 would put the 90th percentile near BLOCK_MS / 2.
+    expect(r.latency.p90).toBeLessThan(BLOCK_MS / 4);
+  });
+
   it('refuses to report when it cannot keep its schedule', async () => {
     const r = await openLoop({ url, rate: 100, connections: 1, durationSec: 0.3, maxLagMs: -1 });
     expect(r.keptSchedule).toBe(false);
