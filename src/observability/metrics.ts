@@ -186,7 +186,7 @@ export class Metrics implements MetricsRegistry {
     });
     this.idleReleases = new Counter({
       name: 'portcullis_idle_memory_releases_total',
-      help: 'Compacting collections run while the gateway was idle (limits.release_memory_when_idle).',
+      help: 'Compacting collections run while the gateway was idle (limits.release_memory).',
       registers,
     });
     this.idleReleasedBytes = new Counter({

@@ -71,7 +71,9 @@ const limitsSchema = object({
   http2_reset_burst: withDefault(integer({ min: 1, description: 'HTTP/2: stream resets (RST_STREAM) a client connection may send at once; beyond its budget the connection gets GOAWAY ENHANCE_YOUR_CALM and closes (rapid-reset floods).' }), 200),
   http2_resets_per_second: withDefault(integer({ min: 1, description: 'HTTP/2: rate at which the reset budget refills, per connection.' }), 50),
   send_timeout: withDefault(duration({ min: 100, description: 'Longest a response may wait for the client to read more of it (a stalled or zero-window client, as nginx send_timeout); then the response is aborted and its upstream connection freed.' }), 60_000),
-  release_memory_when_idle: withDefault(boolean({ description: 'Once no request has started for 1 s and the heap grew by 4 MiB since the last time, run a compacting GC that gives the pages the load left behind back to the OS (a pause of 30-80 ms while nothing is asked of the process; docs/operations.md "Memory").' }), true),
+  release_memory: withDefault(oneOf(['startup', 'when_idle', 'off'] as const, {
+    description: 'Compacting GCs that give V8\'s free heap pages back to the OS (docs/operations.md "Memory"): startup runs one in the first quiet second after start, before any request (the policy compile\'s garbage); when_idle also runs one whenever no request has started for 1 s after the heap grew by 4 MiB (memory back after each load, but the JIT\'s work is lost: the first second of the next load is slower); off never.',
+  }), 'startup'),
 });
 
 const logSchema = object({

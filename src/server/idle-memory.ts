@@ -1,15 +1,16 @@
-// Gives memory back to the operating system once the gateway has gone quiet after a load.
+// Gives memory back to the operating system while the gateway is quiet.
 //
-// V8 keeps the pages its heap grew to under load: a regular major GC frees the objects but leaves the
-// pages committed, so a gateway that served a burst stays at its peak RSS for good (measured: 96 MiB fresh,
-// 136 MiB 30 s after an 8 s load, 12 MiB of the 52 MiB old space live). A "last-resort" GC compacts the
-// heap and releases its free pages (156 → 118 MiB), at the price of a stop-the-world pause of 30-80 ms.
-// So it runs only when nothing asks for the process: no request has started for QUIET_MS, and only when the
-// heap grew by GROWTH_BYTES since the last release (a gateway with sporadic traffic does not collect before
-// every request). The first quiet window after start always releases: compiling the policy leaves about
-// 17 MiB of garbage behind (a fresh passthrough gateway: 84 → 75 MiB RSS).
+// V8 keeps the pages its heap grew to: a regular major GC frees the objects but leaves the pages committed,
+// so a gateway stays at its peak RSS. A "last-resort" GC compacts the heap and releases its free pages, at
+// the price of a stop-the-world pause of 20-80 ms, and it throws away the JIT's work (compiled code and
+// its feedback): measured, the first seconds of traffic after it had an open-loop p99 of 10-80 ms instead
+// of 2-4 ms, with a regular forced major GC no better. So by default (`startup`) it runs once, in the first
+// quiet second after start and only if no request has come yet: compiling the policy leaves about 17 MiB
+// of garbage and nothing is warm to lose (a fresh passthrough gateway: 84 → 75 MiB RSS). `when_idle` also
+// runs it whenever no request has started for QUIET_MS after the heap grew by GROWTH_BYTES: memory back
+// after each load, paid for by a slower first second of the next one. `off` never runs it.
 //
-// `limits.release_memory_when_idle: false` turns it off (read at every check, so a reload applies it).
+// `limits.release_memory` is read at every check, so a reload applies it.
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -52,11 +53,13 @@ export interface Release {
   pauseMs: number;
 }
 
+export type ReleaseMode = 'startup' | 'when_idle' | 'off';
+
 export interface IdleMemoryOptions {
   /** Requests started so far (any monotonic counter of activity). */
   started: () => number;
-  /** Whether releasing is on; read at every check. */
-  enabled: () => boolean;
+  /** When to release; read at every check. */
+  mode: () => ReleaseMode;
   onRelease?: (release: Release) => void;
   /** For tests: the clock, the footprint reading and the collection. */
   now?: () => number;
@@ -74,6 +77,8 @@ export class IdleMemoryRelease {
   #quietSince: number;
   /** Footprint right after the last release; 0 until the first, so the first quiet window releases. */
   #base = 0;
+  /** The start-up release is past: made, or a request came first. */
+  #startupOver = false;
   /** One release per quiet period: set after a release (or a check that found no growth), cleared by activity. */
   #done = false;
 
@@ -82,7 +87,7 @@ export class IdleMemoryRelease {
     this.#now = options.now ?? (() => performance.now());
     this.#footprint = options.footprint ?? heapFootprint;
     this.#collect = options.collect ?? (() => compactingGc()({ type: 'major', execution: 'sync', flavor: 'last-resort' }));
-    this.#seen = options.started();
+    this.#seen = 0;
     this.#quietSince = this.#now();
   }
 
@@ -94,10 +99,13 @@ export class IdleMemoryRelease {
       this.#seen = started;
       this.#quietSince = now;
       this.#done = false;
+      this.#startupOver = true;
       return null;
     }
-    if (this.#done || now - this.#quietSince < QUIET_MS || !this.#o.enabled()) return null;
+    const mode = this.#o.mode();
+    if (this.#done || now - this.#quietSince < QUIET_MS || mode === 'off' || (mode === 'startup' && this.#startupOver)) return null;
     this.#done = true;
+    this.#startupOver = true;
     const before = this.#footprint();
     if (before - this.#base < GROWTH_BYTES) return null;
     const t0 = performance.now();

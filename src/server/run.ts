@@ -124,7 +124,7 @@ async function startServing(file: string, announce: (line: string) => void, isWo
   for (const l of policy.listeners) listeners.push(await startListener(l, gateway, policy.limits, log, isWorker));
   startIdleMemoryRelease({
     started: () => gateway.started,
-    enabled: () => gateway.policy.limits.release_memory_when_idle && !gateway.draining,
+    mode: () => (gateway.draining ? 'off' : gateway.policy.limits.release_memory),
     onRelease: ({ before, after, pauseMs }) => {
       const m = telemetry.metrics;
       m.idleReleases.inc();

@@ -1,14 +1,14 @@
 // The idle release's decision (when a compacting GC runs) on an injected clock, and the real collection.
 import { describe, expect, it } from 'vitest';
-import { GROWTH_BYTES, IdleMemoryRelease, QUIET_MS, heapFootprint } from '../../src/server/idle-memory.ts';
+import { GROWTH_BYTES, IdleMemoryRelease, QUIET_MS, heapFootprint, type ReleaseMode } from '../../src/server/idle-memory.ts';
 
 const MiB = 1024 * 1024;
 
-function rig(options: { enabled?: boolean; footprint?: number } = {}) {
-  const state = { now: 0, started: 0, footprint: options.footprint ?? 50 * MiB, enabled: options.enabled ?? true, collections: 0 };
+function rig(mode: ReleaseMode, options: { footprint?: number } = {}) {
+  const state = { now: 0, started: 0, footprint: options.footprint ?? 50 * MiB, mode, collections: 0 };
   const release = new IdleMemoryRelease({
     started: () => state.started,
-    enabled: () => state.enabled,
+    mode: () => state.mode,
     now: () => state.now,
     footprint: () => state.footprint,
     collect: () => {
@@ -31,19 +31,39 @@ function rig(options: { enabled?: boolean; footprint?: number } = {}) {
   return { state, release, idle, request };
 }
 
-describe('idle memory release', () => {
-  it('releases once in the first quiet window after start (the compile leaves garbage), not before', () => {
-    const r = rig();
+describe('memory release, startup (the default)', () => {
+  it('releases once in the first quiet second after start (the compile leaves garbage), not before', () => {
+    const r = rig('startup');
     r.idle(QUIET_MS - 250);
     expect(r.state.collections).toBe(0);
     r.idle(250);
     expect(r.state.collections).toBe(1);
-    r.idle(10 * QUIET_MS); // still the same quiet period: one release per period
+    r.idle(10 * QUIET_MS);
     expect(r.state.collections).toBe(1);
   });
 
+  it('never after a load: the JIT has warmed up by then, and a compacting GC would throw its work away', () => {
+    const r = rig('startup');
+    r.idle(QUIET_MS);
+    r.request();
+    r.state.footprint = 80 * MiB;
+    r.idle(10 * QUIET_MS);
+    expect(r.state.collections).toBe(1);
+  });
+
+  it('not at all when a request comes before the first quiet second', () => {
+    const r = rig('startup');
+    r.idle(QUIET_MS - 250);
+    r.request();
+    r.state.footprint = 80 * MiB;
+    r.idle(10 * QUIET_MS);
+    expect(r.state.collections).toBe(0);
+  });
+});
+
+describe('memory release, when_idle', () => {
   it('never collects while requests keep starting, however long the load lasts', () => {
-    const r = rig();
+    const r = rig('when_idle');
     for (let i = 0; i < 1_000; i++) {
       r.state.now += QUIET_MS - 20; // gaps just shorter than the quiet window
       r.request();
@@ -51,10 +71,12 @@ describe('idle memory release', () => {
     expect(r.state.collections).toBe(0);
     r.idle(QUIET_MS);
     expect(r.state.collections).toBe(1);
+    r.idle(10 * QUIET_MS); // one release per quiet period
+    expect(r.state.collections).toBe(1);
   });
 
   it('after a release, collects again only once the heap grew by GROWTH_BYTES', () => {
-    const r = rig();
+    const r = rig('when_idle');
     r.idle(QUIET_MS);
     expect(r.state.collections).toBe(1); // footprint now 20 MiB
     r.request();
@@ -68,27 +90,30 @@ describe('idle memory release', () => {
   });
 
   it('reports what it freed and how long it paused', () => {
-    const r = rig({ footprint: 64 * MiB });
+    let now = 0;
+    let footprint = 64 * MiB;
     let seen: { before: number; after: number; pauseMs: number } | null = null;
     const release = new IdleMemoryRelease({
       started: () => 0,
-      enabled: () => true,
-      now: () => r.state.now,
-      footprint: () => r.state.footprint,
-      collect: () => (r.state.footprint = 24 * MiB),
+      mode: () => 'when_idle',
+      now: () => now,
+      footprint: () => footprint,
+      collect: () => (footprint = 24 * MiB),
       onRelease: (x) => (seen = x),
     });
-    r.state.now = QUIET_MS;
+    now = QUIET_MS;
     expect(release.check()).toMatchObject({ before: 64 * MiB, after: 24 * MiB });
     expect(seen).toMatchObject({ before: 64 * MiB, after: 24 * MiB });
     expect(seen!.pauseMs).toBeGreaterThanOrEqual(0);
   });
+});
 
-  it('does nothing when turned off, and releases at the next check once turned on (a reload)', () => {
-    const r = rig({ enabled: false });
+describe('memory release, off and switched by a reload', () => {
+  it('does nothing when off, and releases at the next check once a reload turns it on', () => {
+    const r = rig('off');
     r.idle(5 * QUIET_MS);
     expect(r.state.collections).toBe(0);
-    r.state.enabled = true;
+    r.state.mode = 'when_idle';
     r.idle(250);
     expect(r.state.collections).toBe(1);
   });
@@ -99,7 +124,7 @@ describe('idle memory release', () => {
     junk = null;
     const grown = heapFootprint();
     let now = 0;
-    const release = new IdleMemoryRelease({ started: () => 0, enabled: () => true, now: () => now });
+    const release = new IdleMemoryRelease({ started: () => 0, mode: () => 'startup', now: () => now });
     now = QUIET_MS;
     const made = release.check();
     expect(made).not.toBeNull();
