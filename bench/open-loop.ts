@@ -147,6 +147,9 @@ export function quantile(sorted: ArrayLike<number>, q: number): number {
   return sorted[rank]!;
 }
 
+/** `inFlight` of a connection whose priming request is out. */
+const PRIMING = -2;
+
 /** Above this p99 of its own lag (ms), the generator's sends were bursts, not the schedule. */
 export const DEFAULT_MAX_LAG_MS = 5;
 
@@ -183,6 +186,8 @@ export interface OpenLoopResult {
   latency: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   /** How late the generator noticed that a request was due (its timer and event loop), ms; not in `latency`. */
   generatorLag: { p50: number; p99: number; max: number };
+  /** The slowest answers: when in the run they were due (ms from its start) and how long they took, slowest first. */
+  slowest: { atMs: number; latencyMs: number }[];
   /** The generator's CPU time over the run's wall time (1 = its core was saturated). */
   generatorCpu: number;
   /** False when the generator could not keep its own schedule: then `latency` says nothing about the target. */
@@ -209,6 +214,18 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   const interval = 1000 / opts.rate;
 
   const latencies = new Samples();
+  // The 10 slowest answers with their due times, kept sorted (a stall at the start and one mid-run differ).
+  const slowest: { atMs: number; latencyMs: number }[] = [];
+  let start = 0;
+  const record = (due: number, latency: number): void => {
+    latencies.push(latency);
+    if (slowest.length === 10 && latency <= slowest[9]!.latencyMs) return;
+    const entry = { atMs: +(due - start).toFixed(1), latencyMs: +latency.toFixed(3) };
+    let i = slowest.length;
+    while (i > 0 && slowest[i - 1]!.latencyMs < latency) i--;
+    slowest.splice(i, 0, entry);
+    if (slowest.length > 10) slowest.pop();
+  };
   const lags = new Samples();
   let completed = 0;
   let errors = 0;
@@ -234,6 +251,25 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     }
   };
 
+  let priming: (() => void) | null = null;
+  let primed = 0;
+  const prime = (): Promise<void> =>
+    new Promise((resolvePrime) => {
+      const targets = [...free];
+      if (targets.length === 0) return resolvePrime();
+      priming = () => {
+        if (++primed === targets.length) {
+          priming = null;
+          resolvePrime();
+        }
+      };
+      for (const c of targets) {
+        free.splice(free.indexOf(c), 1);
+        c.inFlight = PRIMING;
+        c.socket.write(requests[0]!);
+      }
+    });
+
   const open = (): Promise<void> =>
     new Promise((resolveOpen) => {
       const socket = connect(port, url.hostname);
@@ -256,8 +292,18 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
         }
         for (const a of answers) {
           const now = performance.now();
+          if (c.inFlight === PRIMING) {
+            c.inFlight = -1;
+            priming?.();
+            if (a.close) {
+              socket.destroy();
+              return;
+            }
+            free.push(c);
+            continue;
+          }
           if (c.inFlight < 0) continue;
-          latencies.push(now - c.inFlight);
+          record(c.inFlight, now - c.inFlight);
           completed++;
           if (a.status < 200 || a.status > 399) non2xx++;
           c.inFlight = -1;
@@ -275,6 +321,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
         const i = free.indexOf(c);
         if (i >= 0) free.splice(i, 1);
         if (c.inFlight >= 0) errors++;
+        if (c.inFlight === PRIMING) priming?.(); // not waited for: its replacement joins the free ones
         if (!c.ready) {
           errors++;
           resolveOpen();
@@ -284,9 +331,13 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
     });
 
   await Promise.all(Array.from({ length: opts.connections }, open));
+  // One request on every connection, answered before the schedule starts and not counted: the run measures
+  // the target in its keep-alive steady state, with its client and upstream connections set up (a burst of
+  // new connections at the first milliseconds is another measurement).
+  await prime();
 
   const cpuBefore = process.cpuUsage();
-  const start = performance.now() + 20;
+  start = performance.now() + 20;
   let issued = 0;
   await new Promise<void>((resolveSchedule) => {
     const tick = (): void => {
@@ -313,10 +364,10 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   const end = performance.now();
   const cpu = process.cpuUsage(cpuBefore);
   let unanswered = 0;
-  for (let i = queueHead; i < queue.length; i++, unanswered++) latencies.push(end - queue[i]!);
+  for (let i = queueHead; i < queue.length; i++, unanswered++) record(queue[i]!, end - queue[i]!);
   for (const c of conns) {
     if (c.inFlight >= 0) {
-      latencies.push(end - c.inFlight);
+      record(c.inFlight, end - c.inFlight);
       unanswered++;
       c.inFlight = -1; // not an error as well
     }
@@ -350,6 +401,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
       mean: r3(sum / (lat.length || 1)),
     },
     generatorLag: { p50: r3(quantile(lag, 0.5)), p99: r3(lagP99), max: r3(lag[lag.length - 1] ?? NaN) },
+    slowest,
     generatorCpu: +((cpu.user + cpu.system) / 1000 / (end - start)).toFixed(3),
     keptSchedule,
     ...(keptSchedule ? {} : { refusal: `the generator fell behind its own schedule (p99 lag ${r3(lagP99)} ms > ${maxLagMs} ms): it sent bursts, not the schedule` }),
@@ -361,7 +413,8 @@ export function describeOpenLoop(r: OpenLoopResult): string {
   if (!r.keptSchedule) return `open loop at ${r.rate} req/s: NOT REPORTED, ${r.refusal}`;
   const l = r.latency;
   return `open loop at ${r.rate} req/s (achieved ${r.achievedRate}): p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l.p999} max ${l.max} ms` +
-    `${r.errors ? `, errors ${r.errors}` : ''}${r.non2xx ? `, non-2xx ${r.non2xx}` : ''}${r.unanswered ? `, unanswered ${r.unanswered}` : ''} (generator lag p99 ${r.generatorLag.p99} ms, CPU ${Math.round(r.generatorCpu * 100)}%)`;
+    `${r.errors ? `, errors ${r.errors}` : ''}${r.non2xx ? `, non-2xx ${r.non2xx}` : ''}${r.unanswered ? `, unanswered ${r.unanswered}` : ''} (generator lag p99 ${r.generatorLag.p99} ms, CPU ${Math.round(r.generatorCpu * 100)}%)` +
+    `; slowest due at ${r.slowest.slice(0, 3).map((x) => `${x.atMs} ms (${x.latencyMs} ms)`).join(', ')}`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
