@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import { withDeadline } from './deadline.ts';
 import { GCRA_BATCH_LUA, GCRA_LUA } from './gcra.ts';
 import { StoreUnavailableError, type HitResult, type Rate, type RateLimitStore } from '../contract/rate-limit.ts';
 
@@ -145,7 +146,12 @@ export class RedisStore implements RateLimitStore {
   constructor(target: RedisTarget, options: RedisStoreOptions) {
     this.target = target;
     this.#options = options;
-    this.#client = this.#attach(createClient(target, options));
+    this.#client = this.#attach(createClient(target, { ...options, commandTimeoutMs: backstopMs(options.commandTimeoutMs) }));
+  }
+
+  /** The store's own deadline on a command (src/ratelimit/deadline.ts); ioredis' timeout is only the backstop. */
+  #timed<T>(work: Promise<T>): Promise<T> {
+    return withDeadline(work, this.#options.commandTimeoutMs);
   }
 
   /** The ioredis client in use (replaced when ioredis gives up on one). */
@@ -230,9 +236,9 @@ export class RedisStore implements RateLimitStore {
   /** One script call by its SHA; after NOSCRIPT (flushed, or a fresh replica) once more with its text. */
   #evalScript<T>(lua: string, sha: string, key: string, rate: Rate, n: number, convert: (reply: unknown) => T): Promise<T> {
     const c = this.#client;
-    return c.evalsha(sha, 1, key, rate.intervalMs, rate.toleranceMs, n).then(convert, (err: unknown) => {
+    return this.#timed(c.evalsha(sha, 1, key, rate.intervalMs, rate.toleranceMs, n)).then(convert, (err: unknown) => {
       if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
-        return c.eval(lua, 1, key, rate.intervalMs, rate.toleranceMs, n).then(convert, (e: unknown) => this.#fail(e));
+        return this.#timed(c.eval(lua, 1, key, rate.intervalMs, rate.toleranceMs, n)).then(convert, (e: unknown) => this.#fail(e));
       }
       return this.#fail(err);
     });
@@ -248,7 +254,7 @@ export class RedisStore implements RateLimitStore {
     if (list.length === 1 || (ioredis !== null && c instanceof ioredis.Cluster)) return list.map((b) => this.hitBatch(b.key, b.count, b.rate));
     const pipeline = c.pipeline();
     for (const b of list) pipeline.evalsha(this.#batchSha, 1, b.key, b.rate.intervalMs, b.rate.toleranceMs, b.count);
-    const replies = pipeline.exec();
+    const replies = this.#timed(pipeline.exec());
     return list.map((b, i) =>
       replies.then(
         (all) => {
@@ -300,7 +306,7 @@ export class RedisStore implements RateLimitStore {
     if (this.#probing || this.#closed) return;
     this.#probing = true;
     try {
-      await this.#client.ping();
+      await this.#timed(this.#client.ping());
       this.#markUp();
     } catch {
       // still down; the next probe tries again
@@ -329,6 +335,14 @@ export class RedisStore implements RateLimitStore {
 function tlsOptions(t: RedisTarget): RedisOptions['tls'] {
   if (!t.tls) return undefined;
   return t.ca ? { ca: readFileSync(t.ca) } : {};
+}
+
+/**
+ * ioredis' own command timeout under the store's deadline: long enough never to fire first (a reply read
+ * in time must win), short enough to drop a command a dead connection will never answer.
+ */
+function backstopMs(commandTimeoutMs: number): number {
+  return commandTimeoutMs * 2 + 1_000;
 }
 
 // ioredis is loaded when the first Redis store is created, not at start: a policy without Redis does not
