@@ -533,7 +533,7 @@ function extrasLines(extras: Record<string, unknown>): string[] {
   }
   const mem = extras.memory as Record<string, any> | undefined;
   if (mem) {
-    lines.push('', '## Memory', '', `RSS read ${mem.rest_ms / 1000} s after the last request (the gateway's idle release runs after 1 s without one; docs/operations.md "Memory").`, '');
+    lines.push('', '## Memory', '', `RSS read ${mem.rest_ms / 1000} s after the last request, with the gateway's default memory release (\`limits.release_memory: startup\`: once, before the first request; docs/operations.md "Memory").`, '');
     const raw = mem['raw-node'];
     if (raw) lines.push(`- raw node:http server (reference): RSS with 1,000 idle keep-alive connections ${raw.with_1000_idle_mib} MiB (fresh process ${raw.fresh_mib} MiB; ${raw.connections_open} of them still open at the reading)`);
     for (const k of ['passthrough', 'full-policy']) {
