@@ -11,12 +11,13 @@ let onEchoed: (() => void) | null = null;
 beforeAll(async () => {
   // Echoes every line back at once, except "silence". The server runs in this process, so a test waits
   // until the echo is written before it makes the loop busy (else the busy loop would stall the server too).
-  server = createServer((s) =>
+  server = createServer((s) => {
+    s.on('error', () => {}); // the tests close their end whenever they are done (a reset is expected)
     s.on('data', (d) => {
       if (String(d).startsWith('silence')) return;
       s.write(d, () => onEchoed?.());
-    }),
-  );
+    });
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   port = (server.address() as AddressInfo).port;
 });
@@ -26,6 +27,7 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 function ask(line: string): Promise<{ reply: Promise<string>; close: () => void }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1', () => {
+      socket.on('error', () => {});
       const reply = new Promise<string>((r) => socket.once('data', (d) => r(String(d))));
       const done = { reply, close: () => socket.destroy() };
       onEchoed = () => resolve(done);
