@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     `- RSS: fresh ${freshRss} MiB, after the warm-up (${WARMUP_S} s) ${base.rss_mib} MiB, at the end ${last.rss_mib} MiB (peak ${peak} MiB): growth ${(growth * 100).toFixed(1)}%; target < ${GROWTH_TARGET * 100}%: ${summary.rss.met ? 'met' : 'not met'}`,
     `- requests: ${result.completed} of ${result.scheduled} answered (${result.achievedRate} req/s), errors ${result.errors}, non-2xx ${result.non2xx}, unanswered ${result.unanswered}`,
     `- CPU pressure (/proc/pressure/cpu some avg60) at the start and the end: ${pressure.map((p) => (p === null ? 'n/a' : `${p}%`)).join(', ')}`,
-    `- latency: ${result.keptSchedule ? `p50 ${result.latency.p50} p90 ${result.latency.p90} p99 ${result.latency.p99} p99.9 ${result.latency.p999} max ${result.latency.max} ms (from the intended send times)` : `not reported: ${result.refusal}`}`,
+    `- latency: ${result.keptSchedule ? `p50 ${result.latency.p50} p90 ${result.latency.p90} p99 ${result.latency.p99} p99.9 ${result.latency.p999} max ${result.latency.max} ms (from when each request was due, as the generator saw it; its own lag apart)` : `not reported: ${result.refusal}`}`,
     '',
     `RSS samples (every ${SAMPLE_MS / 1000} s) are in the JSON file.`,
     '',
