@@ -341,7 +341,7 @@ function tlsOptions(t: RedisTarget): RedisOptions['tls'] {
  * ioredis' own command timeout under the store's deadline: long enough never to fire first (a reply read
  * in time must win), short enough to drop a command a dead connection will never answer.
  */
-function backstopMs(commandTimeoutMs: number): number {
+export function backstopMs(commandTimeoutMs: number): number {
   return commandTimeoutMs * 2 + 1_000;
 }
 

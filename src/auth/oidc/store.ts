@@ -5,6 +5,7 @@
 // everywhere. Stores know no HTTP: they turn a session into a cookie value and back.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { withDeadline } from '../../ratelimit/deadline.ts';
 import type { SessionCodec } from './codec.ts';
 
 export interface Session {
@@ -84,12 +85,18 @@ export class RedisSessionStore implements SessionStore {
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
   readonly #idleMs: number;
+  readonly #timeoutMs: number;
 
-  constructor(codec: SessionCodec, client: Redis | Cluster, prefix: string, idleMs: number) {
+  /**
+   * `timeoutMs` is the store's own deadline on each command (src/ratelimit/deadline.ts: a reply that came in
+   * time is not lost to a busy event loop); give the client a longer ioredis timeout as the backstop.
+   */
+  constructor(codec: SessionCodec, client: Redis | Cluster, prefix: string, idleMs: number, timeoutMs: number) {
     this.#codec = codec;
     this.#client = client;
     this.#prefix = prefix;
     this.#idleMs = idleMs;
+    this.#timeoutMs = timeoutMs;
   }
 
   get available(): boolean {
@@ -106,7 +113,7 @@ export class RedisSessionStore implements SessionStore {
     session.sid = sid;
     const ttl = Math.max(1, Math.min(this.#idleMs, session.end - Date.now()));
     const value = await this.#codec.seal('session', body(session), session.end);
-    await this.#client.set(this.#key(sid), value, 'PX', ttl);
+    await withDeadline(this.#client.set(this.#key(sid), value, 'PX', ttl), this.#timeoutMs);
     return this.#codec.seal('session', { sid }, session.end);
   }
 
@@ -116,7 +123,7 @@ export class RedisSessionStore implements SessionStore {
     if (typeof ref.sid !== 'string') return 'invalid';
     let value: string | null;
     try {
-      value = await this.#client.get(this.#key(ref.sid));
+      value = await withDeadline(this.#client.get(this.#key(ref.sid)), this.#timeoutMs);
     } catch {
       return 'unavailable';
     }
@@ -130,7 +137,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async remove(session: Session): Promise<void> {
-    if (session.sid !== undefined) await this.#client.del(this.#key(session.sid));
+    if (session.sid !== undefined) await withDeadline(this.#client.del(this.#key(session.sid)), this.#timeoutMs);
   }
 
   async close(): Promise<void> {
