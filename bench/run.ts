@@ -275,9 +275,10 @@ async function startNodeBaseline(file: string, name: string, arg: string): Promi
 }
 
 /**
- * How long memory readings wait after the last request: the gateway's idle release (src/server/idle-memory.ts)
- * runs once no request has started for QUIET_MS, at its next check. Readings are taken when it has had its
- * chance, as they would be on a gateway between bursts; the raw node:http reference waits as long.
+ * How long memory readings wait after the last request: the gateway's memory release (src/server/idle-memory.ts;
+ * by default only the start-up one) runs once no request has started for QUIET_MS, at its next check. Readings
+ * are taken when it has had its chance, as they would be on a gateway between bursts; the raw node:http
+ * reference waits as long.
  */
 const REST_MS = QUIET_MS + CHECK_MS + 750;
 
