@@ -17,7 +17,7 @@ import { claimAccessor, forbiddenDenies, grantsReader, stringSet, type AuthProvi
 import { TokenCache } from '../auth/token-cache.ts';
 import { singleCookie } from '../proxy/cookie.ts';
 import type { RequestContext } from '../contract/context.ts';
-import { backstopMs, createClient, parseRedisUrl } from '../ratelimit/redis.ts';
+import { createClient, parseRedisUrl } from '../ratelimit/redis.ts';
 import { claimHeaderValue } from './jwt.ts';
 import type { CompileEnv, Deny, Verdict } from '../contract/filter.ts';
 
@@ -173,7 +173,7 @@ export function createOidcProvider(name: string, cfg: OidcProviderConfig, path: 
       env.problem([...path, 'redis'], `invalid Redis URL: ${target}`);
       store = new CookieSessionStore(codec);
     } else {
-      const client = createClient(target, { connectTimeoutMs: cfg.timeout, commandTimeoutMs: backstopMs(cfg.timeout) });
+      const client = createClient(target, { connectTimeoutMs: cfg.timeout, commandTimeoutMs: cfg.timeout });
       client.on('error', () => undefined); // state is read from client.status; ioredis reconnects
       const redisStore = new RedisSessionStore(codec, client, cfg.redis_key_prefix + name + ':', cfg.idle_timeout, cfg.timeout);
       store = redisStore;

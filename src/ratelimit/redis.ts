@@ -146,10 +146,10 @@ export class RedisStore implements RateLimitStore {
   constructor(target: RedisTarget, options: RedisStoreOptions) {
     this.target = target;
     this.#options = options;
-    this.#client = this.#attach(createClient(target, { ...options, commandTimeoutMs: backstopMs(options.commandTimeoutMs) }));
+    this.#client = this.#attach(createClient(target, options));
   }
 
-  /** The store's own deadline on a command (src/ratelimit/deadline.ts); ioredis' timeout is only the backstop. */
+  /** The store's own deadline on a command (src/ratelimit/deadline.ts); the client's timeout is only the backstop. */
   #timed<T>(work: Promise<T>): Promise<T> {
     return withDeadline(work, this.#options.commandTimeoutMs);
   }
@@ -217,8 +217,8 @@ export class RedisStore implements RateLimitStore {
 
   async #loadScript(): Promise<void> {
     const c = this.#client;
-    if (ioredis !== null && c instanceof ioredis.Cluster) await Promise.all(c.nodes('master').flatMap((n) => [n.script('LOAD', GCRA_LUA), n.script('LOAD', GCRA_BATCH_LUA)]));
-    else await Promise.all([c.script('LOAD', GCRA_LUA), c.script('LOAD', GCRA_BATCH_LUA)]);
+    if (ioredis !== null && c instanceof ioredis.Cluster) await this.#timed(Promise.all(c.nodes('master').flatMap((n) => [n.script('LOAD', GCRA_LUA), n.script('LOAD', GCRA_BATCH_LUA)])));
+    else await this.#timed(Promise.all([c.script('LOAD', GCRA_LUA), c.script('LOAD', GCRA_BATCH_LUA)]));
   }
 
   hit(key: string, cost: number, _now: number, rate: Rate): Promise<HitResult> {
@@ -341,7 +341,7 @@ function tlsOptions(t: RedisTarget): RedisOptions['tls'] {
  * ioredis' own command timeout under the store's deadline: long enough never to fire first (a reply read
  * in time must win), short enough to drop a command a dead connection will never answer.
  */
-export function backstopMs(commandTimeoutMs: number): number {
+function backstopMs(commandTimeoutMs: number): number {
   return commandTimeoutMs * 2 + 1_000;
 }
 
@@ -350,13 +350,17 @@ export function backstopMs(commandTimeoutMs: number): number {
 const requireModule = createRequire(import.meta.url);
 let ioredis: typeof import('ioredis') | null = null;
 
-/** A fail-fast ioredis client for `t` (lazy: call connect()); also used by the OIDC session store. */
+/**
+ * A fail-fast ioredis client for `t` (lazy: call connect()); also used by the OIDC session store. Its users
+ * hold each command to `commandTimeoutMs` with withDeadline (src/ratelimit/deadline.ts); the client's own
+ * command timeout is the backstop above it, so it never fails a reply the deadline would keep.
+ */
 export function createClient(t: RedisTarget, o: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs'>): Redis | Cluster {
   ioredis ??= requireModule('ioredis') as typeof import('ioredis');
   const { Redis, Cluster } = ioredis;
   const common: RedisOptions = {
     connectTimeout: o.connectTimeoutMs,
-    commandTimeout: o.commandTimeoutMs,
+    commandTimeout: backstopMs(o.commandTimeoutMs),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -384,7 +388,7 @@ export function createClient(t: RedisTarget, o: Pick<RedisStoreOptions, 'connect
       sentinelTLS: tlsOptions(t) as RedisOptions['sentinelTLS'],
       enableTLSForSentinelMode: t.tls,
       sentinelRetryStrategy: (times: number) => Math.min(50 * times, 200),
-      sentinelCommandTimeout: o.commandTimeoutMs,
+      sentinelCommandTimeout: o.commandTimeoutMs, // ioredis' own queries to the sentinels, under no caller's deadline
       failoverDetector: true,
     });
   }
