@@ -255,7 +255,7 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
   let primed = 0;
   const prime = (): Promise<void> =>
     new Promise((resolvePrime) => {
-      const targets = [...free];
+      const targets = free.splice(0); // every open connection, out of the free list until primed
       if (targets.length === 0) return resolvePrime();
       priming = () => {
         if (++primed === targets.length) {
@@ -264,7 +264,6 @@ export async function openLoop(opts: OpenLoopOptions): Promise<OpenLoopResult> {
         }
       };
       for (const c of targets) {
-        free.splice(free.indexOf(c), 1);
         c.inFlight = PRIMING;
         c.socket.write(requests[0]!);
       }

@@ -47,7 +47,7 @@ describe('idle memory release', () => {
     expect(await releases(off)).toBe(0);
 
     writeFileSync(off.policyFile, policy(upstream, 'when_idle'));
-    const r = await fetch(`${off.admin.startsWith('http') ? off.admin : `http://${off.admin}`}/reload`, { method: 'POST' });
+    const r = await fetch(`${off.admin}/reload`, { method: 'POST' });
     expect(r.status).toBe(200);
     // A load, then quiet: when_idle releases (its first release needs no growth: none came before it).
     const big = 'x'.repeat(8 * 1024);

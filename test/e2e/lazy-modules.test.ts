@@ -2,7 +2,7 @@
 // passthrough must not load jose, ioredis, all of undici (fetch, Agent), OpenTelemetry's SDK, or Node's
 // bundled undici (which an ES-module import of node:http pulls in through its WebSocket getter; see
 // src/proxy/node-http.ts); a policy with JWT and a Redis limit loads what it needs.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startGateway, tempDir, waitFor } from '../helpers/gateway.ts';
@@ -20,7 +20,7 @@ function reporter(dir: string): { file: string; out: string } {
   writeFileSync(
     file,
     `import { registerHooks } from 'node:module';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 const files = new Set();
 registerHooks({ load(url, context, next) { files.add(url); return next(url, context); } });
 process.on('SIGUSR2', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ native: process.moduleLoadList, files: [...files] })));
@@ -37,7 +37,6 @@ async function loadedBy(policy: string, env: Record<string, string> = {}): Promi
   const answer = await fetch(gw.url + '/x', { headers: { authorization: `Bearer ${TOKEN}` } });
   await answer.arrayBuffer();
   gw.proc.kill('SIGUSR2');
-  const { readFileSync, existsSync } = await import('node:fs');
   await waitFor(() => existsSync(out));
   const loaded = JSON.parse(readFileSync(out, 'utf8')) as { native: string[]; files: string[] };
   const packages = new Set(loaded.files.map((u) => /node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(u)).filter((m) => m !== null).map((m) => (m[1] === 'undici' && m[2] === 'index.js' ? 'undici (index)' : m[1]!)));
